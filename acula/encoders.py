@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_encoders.ipynb #d96a1439
 from __future__ import annotations
-import os, json, math, time, pickle, inspect, threading
+import os, re, json, math, time, pickle, inspect, threading
 from pathlib import Path
 from fractions import Fraction
 import numpy as np
@@ -19,7 +19,7 @@ __all__ = ['CONFIG_NAME', 'WEIGHTS_NAME', 'ENCODER_KEYS', 'check_mel', 'check_wa
            'AudioEncoder', 'random_crops', 'ColaHead', 'sincos_1d', 'opera_pos_embed', 'PatchEmbed', 'Mlp', 'Attention',
            'Block', 'window_partition', 'window_reverse', 'relative_coords_log', 'shift_attn_mask', 'WindowAttention',
            'SwinCRBlock', 'random_masking', 'patchify', 'unpatchify', 'masked_mse', 'OperaGT', 'is_encoder_key',
-           'count_params', 'read_checkpoint', 'lightning_checkpoint', 'load_opera_checkpoint', 'resample',
+           'count_params', 'read_checkpoint', 'lightning_checkpoint', 'load_opera_checkpoint', 'resample', 'hf_load',
            'HFAudioEncoder', 'masked_time_mean', 'ClapEncoder', 'OpenSmileEncoder', 'peak_memory_during',
            'train_state_mb', 'bench_train_step']
 
@@ -571,6 +571,23 @@ def resample(wav:torch.Tensor, sr_in:int, sr_out:int)->torch.Tensor:
     from scipy.signal import resample_poly
     f = Fraction(int(sr_out), int(sr_in))
     return torch.from_numpy(resample_poly(wav.detach().cpu().double().numpy(), f.numerator, f.denominator, axis=-1).astype(np.float32))
+
+# %% ../nbs/06_encoders.ipynb #bdddbf3d
+_CONVERT = ("python -c \"import torch; from safetensors.torch import save_file; "
+            "sd = torch.load('{f}', weights_only=False); "
+            "save_file({{k: v.clone().contiguous() for k, v in sd.items()}}, '{d}/model.safetensors')\", "
+            "then delete {name}")
+
+def hf_load(load, source, **kw):
+    "`load(source, **kw)` (a transformers `from_pretrained`); pickled weights -> `CheckpointError`."
+    try: return load(source, **kw)
+    except pickle.UnpicklingError as e:
+        p = Path(source)
+        f = next(iter(sorted(p.glob('*.bin'))), p) if p.is_dir() else p
+        bad = re.search(r'GLOBAL (\S+)', str(e))
+        why = f" (it names {bad.group(1)})" if bad else ''
+        raise CheckpointError(f"refused for safety: a pickled weights file can run code when loaded{why}. If you trust "
+                              f"its origin, convert it once: {_CONVERT.format(f=f, d=f.parent, name=f.name)}", f) from None
 
 # %% ../nbs/06_encoders.ipynb #5e5f9e19
 def _hidden_size(cfg)->int:
