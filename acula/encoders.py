@@ -4,9 +4,10 @@
 
 # %% ../nbs/06_encoders.ipynb #d96a1439
 from __future__ import annotations
-import os, re, json, math, time, pickle, inspect, threading
+import os, re, json, math, time, pickle, inspect, threading, collections
 from pathlib import Path
 from fractions import Fraction
+from dataclasses import dataclass, asdict, fields, replace
 import numpy as np
 import torch
 from torch import nn
@@ -15,13 +16,13 @@ from fastcore.basics import patch
 from .core import AudioError, ConfigError, CheckpointError, atomic_write
 
 # %% auto #0
-__all__ = ['CONFIG_NAME', 'WEIGHTS_NAME', 'ENCODER_KEYS', 'check_mel', 'check_wave', 'state_dict_diff', 'load_state_strict',
-           'AudioEncoder', 'random_crops', 'ColaHead', 'sincos_1d', 'opera_pos_embed', 'PatchEmbed', 'Mlp', 'Attention',
-           'Block', 'window_partition', 'window_reverse', 'relative_coords_log', 'shift_attn_mask', 'WindowAttention',
-           'SwinCRBlock', 'random_masking', 'patchify', 'unpatchify', 'masked_mse', 'OperaGT', 'is_encoder_key',
-           'count_params', 'read_checkpoint', 'lightning_checkpoint', 'load_opera_checkpoint', 'resample', 'hf_load',
-           'HFAudioEncoder', 'masked_time_mean', 'ClapEncoder', 'OpenSmileEncoder', 'peak_memory_during',
-           'train_state_mb', 'bench_train_step']
+__all__ = ['CONFIG_NAME', 'WEIGHTS_NAME', 'OPERA_PRESETS', 'ENCODER_KEYS', 'check_mel', 'check_wave', 'state_dict_diff',
+           'load_state_strict', 'AudioEncoder', 'random_crops', 'ColaHead', 'sincos_1d', 'opera_pos_embed',
+           'PatchEmbed', 'Mlp', 'Attention', 'Block', 'window_partition', 'window_reverse', 'relative_coords_log',
+           'shift_attn_mask', 'WindowAttention', 'SwinCRBlock', 'random_masking', 'patchify', 'unpatchify',
+           'masked_mse', 'OperaGTConfig', 'OperaGT', 'is_encoder_key', 'count_params', 'read_checkpoint',
+           'lightning_checkpoint', 'load_opera_checkpoint', 'resample', 'hf_load', 'HFAudioEncoder', 'masked_time_mean',
+           'ClapEncoder', 'OpenSmileEncoder', 'peak_memory_during', 'train_state_mb', 'bench_train_step']
 
 # %% ../nbs/06_encoders.ipynb #dd6ecab1
 def check_mel(mel, n_mels:int, max_frames:int|None=None, min_frames:int=1, who:str='encoder')->torch.Tensor:
@@ -344,92 +345,181 @@ def masked_mse(pred:torch.Tensor, target:torch.Tensor, mask:torch.Tensor, norm_p
     loss = (pred - target).pow(2).mean(-1)
     return (loss * mask).sum() / mask.sum().clamp(min=1)
 
-# %% ../nbs/06_encoders.ipynb #fe213abd
-class OperaGT(AudioEncoder):
-    "OPERA-GT: ViT encoder over time-major 4×4 log-mel patches plus its Swin-V2-CR masked-reconstruction decoder."
-    own_ssl = ('mae',)
-    def __init__(self, n_mels:int=64, max_frames:int=256, patch:int=4, embed_dim:int=384, depth:int=12, heads:int=6,
-                 mlp_ratio:float=4., dec_dim:int=256, dec_depth:int=16, dec_heads:int=16, feat_size=(32, 8), window=(4, 4),
-                 shift=(2, 0), meta_hidden:int=384, mask_ratio:float=0.7, norm_pix_loss:bool=False, ssl:str='mae'):
-        super().__init__()
-        self.cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in locals().items() if k not in ('self', '__class__')}
-        self.n_mels, self.max_frames, self.patch, self.min_frames, self.dim = n_mels, max_frames, patch, patch, embed_dim
-        self.mask_ratio, self.norm_pix_loss, self.feat_size = mask_ratio, norm_pix_loss, tuple(feat_size)
-        self._check_config()
-        n = (max_frames // patch) * (n_mels // patch)
-        self._build_encoder(n, embed_dim, depth, heads, mlp_ratio)
-        self._build_decoder(n, embed_dim, dec_dim, dec_depth, dec_heads, mlp_ratio, tuple(feat_size), tuple(window), tuple(shift), meta_hidden)
-        self.init_weights()
-        self._init_ssl(ssl)
+# %% ../nbs/06_encoders.ipynb #07c605c0
+@dataclass(frozen=True)
+class OperaGTConfig:
+    "Every setting of an OPERA-GT model; the defaults are the paper's."
+    n_mels:int = 64            # mel bins of the input
+    max_frames:int = 256       # longest input in frames (32 ms each)
+    patch:int = 4              # square patch side
+    embed_dim:int = 384        # encoder width
+    depth:int = 12             # encoder blocks
+    heads:int = 6              # encoder attention heads
+    mlp_ratio:float = 4.       # MLP hidden width / block width
+    dec_dim:int = 256          # decoder width (= feat_size[0]·feat_size[1])
+    dec_depth:int = 16         # decoder Swin blocks
+    dec_heads:int = 16         # decoder attention heads
+    feat_size:tuple = (32, 8)  # the H×W grid the decoder views its channels as
+    window:tuple = (4, 4)      # Swin window
+    shift:tuple = (2, 0)       # shift of the odd decoder blocks
+    meta_hidden:int = 384      # hidden width of the relative-position MLP
+    mask_ratio:float = 0.7     # fraction of patches removed for the SSL loss
+    norm_pix_loss:bool = False # standardise each target patch
+    ssl:str = 'mae'            # SSL loss: 'mae' (masked reconstruction), 'cola' or 'none'
+    def __post_init__(self):
+        for k in ('feat_size', 'window', 'shift'): object.__setattr__(self, k, tuple(getattr(self, k)))
+        self._validate()
 
-# %% ../nbs/06_encoders.ipynb #f657debe
+# %% ../nbs/06_encoders.ipynb #8a4acc79
 @patch
-def _check_config(self:OperaGT):
+def _validate(self:OperaGTConfig):
     "Refuse settings the architecture cannot run."
-    c = self.cfg; H, W = self.feat_size
-    if c['n_mels'] % c['patch'] or c['max_frames'] % c['patch']: raise ConfigError(f"n_mels and max_frames must be multiples of patch {c['patch']}")
-    if H * W != c['dec_dim']: raise ConfigError(f"feat_size {self.feat_size} must multiply to dec_dim {c['dec_dim']} (the decoder views channels as an H×W grid)")
-    if H % c['window'][0] or W % c['window'][1]: raise ConfigError(f"feat_size {self.feat_size} must be a multiple of window {tuple(c['window'])}")
-    if c['embed_dim'] % c['heads'] or c['dec_dim'] % c['dec_heads']: raise ConfigError("embed_dim and dec_dim must be divisible by their head counts")
-    if c['max_frames'] % self.ssl_frames_multiple: raise ConfigError(f"max_frames {c['max_frames']} must be a multiple of {self.ssl_frames_multiple} frames")
+    H, W = self.feat_size
+    if self.n_mels % self.patch or self.max_frames % self.patch:
+        raise ConfigError(f"n_mels and max_frames must be multiples of patch {self.patch}")
+    if H * W != self.dec_dim:
+        raise ConfigError(f"feat_size {self.feat_size} must multiply to dec_dim {self.dec_dim} "
+                          "(the decoder views channels as an H×W grid)")
+    if H % self.window[0] or W % self.window[1]:
+        raise ConfigError(f"feat_size {self.feat_size} must be a multiple of window {self.window}")
+    if self.embed_dim % self.heads or self.dec_dim % self.dec_heads:
+        raise ConfigError("embed_dim and dec_dim must be divisible by their head counts")
+    if self.max_frames % self.ssl_frames_multiple:
+        raise ConfigError(f"max_frames {self.max_frames} must be a multiple of {self.ssl_frames_multiple} frames")
 
+# %% ../nbs/06_encoders.ipynb #7db9b4d2
+@patch(as_prop=True)
+def ssl_frames_multiple(self:OperaGTConfig)->int:
+    "Frames per whole H×W decoder grid of tokens: `ssl_loss` pads T to a multiple of it."
+    H, W = self.feat_size
+    nf = self.n_mels // self.patch
+    return self.patch * (H * W // math.gcd(H * W, nf))
+
+# %% ../nbs/06_encoders.ipynb #d7917cd7
+@patch(cls_method=True)
+def paper(cls:OperaGTConfig, **kw)->OperaGTConfig:
+    "The paper's OPERA-GT: keys and shapes of the official `encoder-operaGT.ckpt`."
+    return cls(**kw)
+
+# %% ../nbs/06_encoders.ipynb #dbb402c6
+@patch(cls_method=True)
+def small(cls:OperaGTConfig, **kw)->OperaGTConfig:
+    "A CPU-sized OPERA-GT for tests and the quickstart (96-d × 2 encoder, 64-d × 2 decoder)."
+    return cls(**{**dict(embed_dim=96, depth=2, heads=3, dec_dim=64, dec_depth=2, dec_heads=4, feat_size=(16, 4),
+                         meta_hidden=64), **kw})
+
+# %% ../nbs/06_encoders.ipynb #8b2aab3f
+@patch(cls_method=True)
+def audiomae_vitb(cls:OperaGTConfig, **kw)->OperaGTConfig:
+    "AudioMAE-style ViT-B/16 on (≤1024, 128) log-mels with a 512-d Swin decoder."
+    return cls(**{**dict(n_mels=128, max_frames=1024, patch=16, embed_dim=768, depth=12, heads=12, dec_dim=512,
+                         feat_size=(64, 8), mask_ratio=0.8, norm_pix_loss=True), **kw})
+
+# %% ../nbs/06_encoders.ipynb #e0cd9890
+OPERA_PRESETS = ('paper', 'small', 'audiomae_vitb')
+
+# %% ../nbs/06_encoders.ipynb #10df5376
+@patch(cls_method=True)
+def get(cls:OperaGTConfig, config=None, **kw)->OperaGTConfig:
+    "An `OperaGTConfig` from a config, a preset name (default 'paper') or a dict, plus overrides."
+    if isinstance(config, cls): return replace(config, **kw) if kw else config
+    if config is None or isinstance(config, str):
+        name = config or 'paper'
+        if name not in OPERA_PRESETS: raise ConfigError(f"unknown OPERA-GT preset {name!r}; use one of {OPERA_PRESETS}")
+        return getattr(cls, name)(**kw)
+    extra = sorted(set(config) - {f.name for f in fields(cls)})
+    if extra: raise ConfigError(f"unknown OPERA-GT settings {extra}")
+    return cls(**{**config, **kw})
+
+# %% ../nbs/06_encoders.ipynb #3c0b6077
+class OperaGT(AudioEncoder):
+    "OPERA-GT: ViT encoder over time-major 4×4 log-mel patches plus its Swin-V2-CR decoder."
+    own_ssl = ('mae',)
+    def __init__(self, config:OperaGTConfig|str|dict|None=None, # a config, preset name or settings dict
+                 **kw, # overrides of single settings
+                ):
+        super().__init__()
+        c = self.settings = OperaGTConfig.get(config, **kw)
+        self.cfg = asdict(c)
+        self.n_mels, self.max_frames, self.patch, self.min_frames, self.dim = c.n_mels, c.max_frames, c.patch, c.patch, c.embed_dim
+        self.mask_ratio, self.norm_pix_loss, self.feat_size = c.mask_ratio, c.norm_pix_loss, c.feat_size
+        self._build_encoder()
+        self._build_decoder()
+        self.init_weights()
+        self._init_ssl(c.ssl)
+
+# %% ../nbs/06_encoders.ipynb #3234ca81
 @patch(as_prop=True)
 def ssl_frames_multiple(self:OperaGT)->int:
-    "The decoder needs each clip's tokens to fill whole H×W grids: `ssl_loss` zero-pads T to a multiple of this many frames."
-    H, W = self.feat_size; nf = self.cfg['n_mels'] // self.cfg['patch']
-    return self.cfg['patch'] * (H * W // math.gcd(H * W, nf))
+    "Frames per whole decoder grid of tokens (see `OperaGTConfig.ssl_frames_multiple`)."
+    return self.settings.ssl_frames_multiple
 
-# %% ../nbs/06_encoders.ipynb #3055c691
+# %% ../nbs/06_encoders.ipynb #3969af66
 @patch
-def _build_encoder(self:OperaGT, n:int, dim:int, depth:int, heads:int, mlp_ratio:float):
-    self.patch_embed = PatchEmbed(self.patch, dim)
-    self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-    self.pos_embed = nn.Parameter(torch.zeros(1, n + 1, dim), requires_grad=False)  # fixed sin-cos, stored in the checkpoint
-    self.blocks = nn.ModuleList([Block(dim, heads, mlp_ratio) for _ in range(depth)])
-    self.norm = nn.LayerNorm(dim, eps=1e-6)
+def _build_encoder(self:OperaGT):
+    c = self.settings
+    n = (c.max_frames // c.patch) * (c.n_mels // c.patch)
+    self.patch_embed = PatchEmbed(c.patch, c.embed_dim)
+    self.cls_token = nn.Parameter(torch.zeros(1, 1, c.embed_dim))
+    self.pos_embed = nn.Parameter(torch.zeros(1, n + 1, c.embed_dim), requires_grad=False)  # fixed sin-cos, stored
+    self.blocks = nn.ModuleList([Block(c.embed_dim, c.heads, c.mlp_ratio) for _ in range(c.depth)])
+    self.norm = nn.LayerNorm(c.embed_dim, eps=1e-6)
 
+# %% ../nbs/06_encoders.ipynb #7d6a19da
 @patch
-def _build_decoder(self:OperaGT, n, dim, dec_dim, depth, heads, mlp_ratio, feat_size, window, shift, meta_hidden):
-    self.decoder_embed = nn.Linear(dim, dec_dim)
-    self.mask_token = nn.Parameter(torch.zeros(1, 1, dec_dim))
-    self.decoder_pos_embed = nn.Parameter(torch.zeros(1, n + 1, dec_dim), requires_grad=False)
-    self.decoder_blocks = nn.ModuleList([SwinCRBlock(dec_dim, heads, feat_size, window, shift if i % 2 else (0, 0), mlp_ratio, meta_hidden)
-                                         for i in range(depth)])
-    self.decoder_norm = nn.LayerNorm(dec_dim, eps=1e-6)
-    self.decoder_pred = nn.Linear(dec_dim, self.patch ** 2)
+def _build_decoder(self:OperaGT):
+    c = self.settings
+    n = (c.max_frames // c.patch) * (c.n_mels // c.patch)
+    self.decoder_embed = nn.Linear(c.embed_dim, c.dec_dim)
+    self.mask_token = nn.Parameter(torch.zeros(1, 1, c.dec_dim))
+    self.decoder_pos_embed = nn.Parameter(torch.zeros(1, n + 1, c.dec_dim), requires_grad=False)
+    self.decoder_blocks = nn.ModuleList([
+        SwinCRBlock(c.dec_dim, c.dec_heads, c.feat_size, c.window, c.shift if i % 2 else (0, 0), c.mlp_ratio,
+                    c.meta_hidden) for i in range(c.dec_depth)])
+    self.decoder_norm = nn.LayerNorm(c.dec_dim, eps=1e-6)
+    self.decoder_pred = nn.Linear(c.dec_dim, c.patch ** 2)
 
-# %% ../nbs/06_encoders.ipynb #2aa268be
+# %% ../nbs/06_encoders.ipynb #7f50b9e0
 @patch
 def init_weights(self:OperaGT):
-    "OPERA's initialisation: sin-cos position tables, xavier-uniform linears and patch projection, N(0, .02) tokens."
+    "OPERA's initialisation: sin-cos tables, xavier-uniform linears and patch projection."
     nt, nf = self.max_frames // self.patch, self.n_mels // self.patch
     with torch.no_grad():
         self.pos_embed.copy_(opera_pos_embed(self.pos_embed.shape[-1], nt, nf))
         self.decoder_pos_embed.copy_(opera_pos_embed(self.decoder_pos_embed.shape[-1], nt, nf))
-        w = self.patch_embed.proj.weight; nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        nn.init.normal_(self.cls_token, std=.02); nn.init.normal_(self.mask_token, std=.02)
+        w = self.patch_embed.proj.weight
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.normal_(self.cls_token, std=.02)
+        nn.init.normal_(self.mask_token, std=.02)
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
                 if m.bias is not None: nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm): nn.init.ones_(m.weight); nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
 
-# %% ../nbs/06_encoders.ipynb #4783fff8
+# %% ../nbs/06_encoders.ipynb #86cc99b0
+@patch(cls_method=True)
+def _from_config(cls:OperaGT, cfg:dict, folder:Path):
+    try: return cls(OperaGTConfig.get(dict(cfg)))
+    except ConfigError as e: raise CheckpointError(str(e), folder/CONFIG_NAME) from None
+
+# %% ../nbs/06_encoders.ipynb #55a28b82
 @patch(cls_method=True)
 def full(cls:OperaGT, **kw)->OperaGT:
-    "The paper's OPERA-GT (ViT-S/4 encoder, 16-block Swin decoder); keys and shapes of `encoder-operaGT.ckpt`."
-    return cls(**kw)
+    "The paper's OPERA-GT: `OperaGT(OperaGTConfig.paper(**kw))`."
+    return cls('paper', **kw)
 
 @patch(cls_method=True)
 def small(cls:OperaGT, **kw)->OperaGT:
-    "A CPU-sized OPERA-GT of the same class for tests and the quickstart (96-d × 2 encoder, 64-d × 2 decoder)."
-    return cls(**{**dict(embed_dim=96, depth=2, heads=3, dec_dim=64, dec_depth=2, dec_heads=4, feat_size=(16, 4), meta_hidden=64), **kw})
+    "The CPU-sized OPERA-GT: `OperaGT(OperaGTConfig.small(**kw))`."
+    return cls('small', **kw)
 
 @patch(cls_method=True)
 def audiomae_vitb(cls:OperaGT, **kw)->OperaGT:
-    "AudioMAE-style ViT-B/16 on (≤1024, 128) log-mels with a 512-d Swin decoder, mask ratio 0.8 and normalised-pixel targets."
-    return cls(**{**dict(n_mels=128, max_frames=1024, patch=16, embed_dim=768, depth=12, heads=12, dec_dim=512,
-                         feat_size=(64, 8), mask_ratio=0.8, norm_pix_loss=True), **kw})
+    "The AudioMAE-style ViT-B: `OperaGT(OperaGTConfig.audiomae_vitb(**kw))`."
+    return cls('audiomae_vitb', **kw)
 
 # %% ../nbs/06_encoders.ipynb #a298e3dc
 @patch
@@ -616,7 +706,7 @@ def _dim(self:HFAudioEncoder)->int: return _hidden_size(self.model.config)
 def from_hf(cls:HFAudioEncoder, name_or_path, **kw)->HFAudioEncoder:
     "Load model and feature extractor from a hub id or a local folder (nothing is downloaded for a folder)."
     from transformers import AutoModel, AutoFeatureExtractor
-    return cls(AutoModel.from_pretrained(name_or_path), AutoFeatureExtractor.from_pretrained(name_or_path), **kw)
+    return cls(hf_load(AutoModel.from_pretrained, name_or_path), AutoFeatureExtractor.from_pretrained(name_or_path), **kw)
 
 @patch
 def features(self:HFAudioEncoder, wav:torch.Tensor)->dict:
@@ -658,7 +748,8 @@ def _from_config(cls:HFAudioEncoder, cfg:dict, folder:Path):
     cfg = dict(cfg); mod, _, name = cfg.pop('hf_class', 'transformers.AutoModel').rpartition('.')
     if mod.split('.')[0] != 'transformers': raise CheckpointError(f"refusing to import {mod}: only transformers classes", folder/CONFIG_NAME)
     hf_cls = getattr(importlib.import_module(mod), name)
-    return cls(hf_cls.from_pretrained(folder/'hf'), transformers.AutoFeatureExtractor.from_pretrained(folder/'hf'), **cfg)
+    fe = transformers.AutoFeatureExtractor.from_pretrained(folder/'hf')
+    return cls(hf_load(hf_cls.from_pretrained, folder/'hf'), fe, **cfg)
 
 # %% ../nbs/06_encoders.ipynb #8449a4a4
 class ClapEncoder(HFAudioEncoder):
@@ -673,7 +764,8 @@ class ClapEncoder(HFAudioEncoder):
 def from_hf(cls:ClapEncoder, name_or_path, **kw)->ClapEncoder:
     "Load the audio tower and feature extractor of a CLAP checkpoint (hub id or local folder)."
     from transformers import ClapAudioModelWithProjection, ClapFeatureExtractor
-    return cls(ClapAudioModelWithProjection.from_pretrained(name_or_path), ClapFeatureExtractor.from_pretrained(name_or_path), **kw)
+    model = hf_load(ClapAudioModelWithProjection.from_pretrained, name_or_path)
+    return cls(model, ClapFeatureExtractor.from_pretrained(name_or_path), **kw)
 
 # %% ../nbs/06_encoders.ipynb #fb2c322d
 @patch
