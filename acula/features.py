@@ -43,7 +43,7 @@ def mel_settings(n_samples:int=TRAIN_SAMPLES, # samples per clip (131 000 = AcuL
                 front_end='acula.audio.LogMel', variants=list(MEL_VARIANTS if augment else MEL_VARIANTS[:1]),
                 crop=crop, crop_seed=seed if crop == 'random' else None, dtype='float16', version=1)
 
-# %% ../nbs/04a_features.ipynb #e0fdb0b4
+# %% ../nbs/04a_features.ipynb #f35d2cda
 class MelCache:
     "Log-mels (and augmented variants) of a run's recordings, memory-mapped fp16 in `features/`."
     def __init__(self, run, # a `RunDir` or a run folder
@@ -54,7 +54,8 @@ class MelCache:
         self.ids, self.settings = [str(i) for i in ids], dict(settings)
         if len(set(self.ids)) != len(self.ids): raise ConfigError("recording ids are not unique")
         self.folder = self.run.features/f"mels-{_sha([self.settings, self.ids])[:12]}"
-        self.data_path, self.done_path, self.bad_path = [self.folder/n for n in ('mels.npy', 'done.npy', 'bad.json')]
+        names = ('mels.npy', 'done.npy', 'bad.json')
+        self.data_path, self.done_path, self.bad_path = [self.folder/n for n in names]
         self.shape = (len(self.ids), len(settings['variants']), settings['frames'], settings['n_mels'])
         self.row = {i: r for r, i in enumerate(self.ids)}
         self._mm = None
@@ -62,7 +63,8 @@ class MelCache:
 
     def __len__(self): return len(self.ids)
     def __repr__(self):
-        return f"MelCache({self.folder.name}, rows={len(self)}, done={int(self.done.sum())}, bad={len(self.bad)})"
+        done = int(self.done.sum())
+        return f"MelCache({self.folder.name}, rows={len(self)}, done={done}, bad={len(self.bad)})"
 
 # %% ../nbs/04a_features.ipynb #cf484c97
 _log = get_logger('features')
@@ -73,7 +75,7 @@ def _data_ok(path, shape)->bool:
     except (OSError, ValueError, EOFError): return False
     return mm.shape == tuple(shape) and mm.dtype == np.float16
 
-# %% ../nbs/04a_features.ipynb #5d935dff
+# %% ../nbs/04a_features.ipynb #52c5f3fe
 @patch
 def _read_state(self:MelCache):
     "Load `done` and `bad`/`warned` from disk; a missing or damaged file resets what it held."
@@ -84,12 +86,12 @@ def _read_state(self:MelCache):
         if done.shape != self.done.shape: raise ValueError(f"{done.shape} flags for {len(self.ids)} rows")
         self.done = done.astype(np.uint8)
     except FileNotFoundError: pass
-    except (OSError, ValueError, EOFError) as e: _log.warning(f"{self.done_path}: unreadable ({e}); rows recomputed")
+    except (OSError, ValueError, EOFError) as e: _log.warning(f"{self.done_path}: unreadable ({e})")
     try:
         st = json.loads(self.bad_path.read_text())
         self.bad, self.warned = dict(st['failed']), dict(st['warned'])
     except FileNotFoundError: pass
-    except (ValueError, KeyError, TypeError) as e: _log.warning(f"{self.bad_path}: unreadable ({e}); files retried")
+    except (ValueError, KeyError, TypeError) as e: _log.warning(f"{self.bad_path}: unreadable ({e})")
 
 # %% ../nbs/04a_features.ipynb #6498df07
 @patch(as_prop=True)
@@ -108,7 +110,7 @@ def _save_state(self:MelCache):
     atomic_write(self.done_path, buf.getvalue())
     atomic_write(self.bad_path, json.dumps({'failed': self.bad, 'warned': self.warned}, indent=1))
 
-# %% ../nbs/04a_features.ipynb #1f1be4e5
+# %% ../nbs/04a_features.ipynb #7aafa849
 @patch
 def _create(self:MelCache):
     "Create the folder, `index.json` and an empty full-size `mels.npy` (through a temporary name)."
@@ -116,25 +118,27 @@ def _create(self:MelCache):
     tmp = self.folder/'.mels.npy.tmp'
     np.lib.format.open_memmap(tmp, mode='w+', dtype=np.float16, shape=self.shape).flush()
     os.replace(tmp, self.data_path)
-    atomic_write(self.folder/'index.json', json.dumps({'ids': self.ids, 'settings': self.settings, 'shape': self.shape}))
+    index = {'ids': self.ids, 'settings': self.settings, 'shape': self.shape}
+    atomic_write(self.folder/'index.json', json.dumps(index))
     self.done[:] = 0
     self._save_state()
 
-# %% ../nbs/04a_features.ipynb #5cc4430f
+# %% ../nbs/04a_features.ipynb #7e3cac56
 @patch(as_prop=True)
 def array(self:MelCache)->np.ndarray:
     "The cache as a read-only memory map (N, V, T, 64) float16."
     if not _data_ok(self.data_path, self.shape):
-        raise ConfigError("spectrogram cache missing or damaged: `build` it (training builds it)", path=self.data_path)
+        raise ConfigError("spectrogram cache missing or damaged: `build` it (training does)", self.data_path)
     if self._mm is None: self._mm = np.load(self.data_path, mmap_mode='r')
     return self._mm
 
-# %% ../nbs/04a_features.ipynb #70325bce
+# %% ../nbs/04a_features.ipynb #92ec7e4b
 def _reason(e:BaseException)->str:
     "A one-line reason for `bad.json`."
-    return e.problem if isinstance(e, AculaError) else f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+    if isinstance(e, AculaError): return e.problem
+    return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
 
-# %% ../nbs/04a_features.ipynb #18c078cc
+# %% ../nbs/04a_features.ipynb #08215d54
 @patch
 def _load_chunk(self:MelCache, rows, paths)->tuple:
     "(rows read, their waveforms cut to the clip length); failures go to `bad`, warnings to `warned`."
@@ -148,12 +152,13 @@ def _load_chunk(self:MelCache, rows, paths)->tuple:
             self.bad[self.ids[r]] = _reason(e)
             continue
         if caught: self.warned[self.ids[r]] = [str(w.message) for w in caught]
-        rng = np.random.default_rng([self.settings['crop_seed'], r]) if self.settings['crop'] == 'random' else None
+        rand = self.settings['crop'] == 'random'
+        rng = np.random.default_rng([self.settings['crop_seed'], r]) if rand else None
         waves.append(crop_pad(wav, n, rng))
         ok.append(r)
     return ok, waves
 
-# %% ../nbs/04a_features.ipynb #59400d5d
+# %% ../nbs/04a_features.ipynb #0e8832a5
 @patch
 def build(self:MelCache, paths:list, # audio path of each id, in row order
           batch_size:int=32, # clips per LogMel batch (and per saved chunk)
@@ -170,13 +175,14 @@ def build(self:MelCache, paths:list, # audio path of each id, in row order
     for s in progress(chunks, total=len(chunks), desc='log-mels', disable=None if show_progress else True):
         ok, waves = self._load_chunk(todo[s:s + batch_size], paths)
         if ok:
-            mm[ok] = mel_variants(torch.from_numpy(np.stack(waves)).to(dev), self.settings['variants'], lm).cpu().numpy()
+            M = mel_variants(torch.from_numpy(np.stack(waves)).to(dev), self.settings['variants'], lm)
+            mm[ok] = M.cpu().numpy()
             mm.flush()
             self.done[ok] = 1
         self._save_state()
     self._mm = None
-    if self.bad: _log.warning(f"spectrogram cache: {len(self.bad)} unreadable recording(s) skipped, see {self.bad_path}")
-    if self.warned: _log.warning(f"spectrogram cache: {len(self.warned)} recording(s) read with warnings, see {self.bad_path}")
+    if self.bad: _log.warning(f"{len(self.bad)} unreadable file(s) skipped, see {self.bad_path}")
+    if self.warned: _log.warning(f"{len(self.warned)} file(s) read with warnings, see {self.bad_path}")
     return self
 
 # %% ../nbs/04a_features.ipynb #78f4ef4a
