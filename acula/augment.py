@@ -147,9 +147,11 @@ def high_pass(waves, # waveforms (B, N) or (N,), float
     "sox `highpass CUTOFF`: a 2-pole high-pass, output clipped to [-1, 1]."
     return _sox_biquad('highpass', waves, sr, cutoff_hz, q)
 
-# %% ../nbs/02_augment.ipynb #0dc96c42
+# %% ../nbs/02_augment.ipynb #ebfee5c4
 AUGMENTATIONS = {'volume': volume, 'normalize': peak_normalize, 'lowpass': low_pass, 'highpass': high_pass}
-AUGMENT_NAMES = tuple(AUGMENTATIONS)                 # id i is AUGMENT_NAMES[i]
+
+# %% ../nbs/02_augment.ipynb #c33fe30b
+AUGMENT_NAMES = tuple(AUGMENTATIONS)
 
 # %% ../nbs/02_augment.ipynb #64a1e4af
 def get_augmentation(name:str):
