@@ -12,9 +12,9 @@ from fastcore.basics import patch
 from .core import AudioError, ConfigError, data_dir
 
 # %% auto #0
-__all__ = ['SR', 'N_FRAMES', 'TRAIN_SAMPLES', 'CHUNK_SEC', 'MIN_SR', 'MAX_SR', 'MAX_SEC', 'AudioWarning', 'load_audio',
-           'trim_silence', 'repeat_pad', 'split_pad', 'crop_pad', 'crop_pad_frames', 'logmel_librosa', 'LogMel',
-           'benchmark_mels']
+__all__ = ['SR', 'N_FRAMES', 'TRAIN_SAMPLES', 'CHUNK_SEC', 'MIN_SR', 'MAX_SR', 'MAX_SEC', 'AudioWarning', 'wav_header_frames',
+           'load_audio', 'trim_silence', 'repeat_pad', 'split_pad', 'crop_pad', 'crop_pad_frames', 'logmel_librosa',
+           'LogMel', 'benchmark_mels']
 
 # %% ../nbs/01_audio.ipynb #09c0bc68
 SR = 16000             # the sample rate every encoder of the kit expects
@@ -40,8 +40,8 @@ def _check_header(path, native, frames:int, max_sec:float):
         msg = f"lasts {frames/native:.0f} s by its header, longer than max_sec={max_sec:g} s"
         raise AudioError(msg, path)
 
-# %% ../nbs/01_audio.ipynb #2a22ef90
-def _wav_data_frames(path)->int|None:
+# %% ../nbs/01_audio.ipynb #d8935478
+def wav_header_frames(path)->int|None:
     "Frames a RIFF WAV's `data` chunk declares, or None (not RIFF, or no size)."
     with open(path, 'rb') as f:
         if f.read(4) != b'RIFF' or len(f.read(4)) < 4 or f.read(4) != b'WAVE': return None
@@ -95,7 +95,7 @@ def _resample(y:np.ndarray, native:int, sr:int)->np.ndarray:
     import librosa
     return librosa.resample(y, orig_sr=native, target_sr=sr, res_type='soxr_hq')
 
-# %% ../nbs/01_audio.ipynb #dcc8f3cb
+# %% ../nbs/01_audio.ipynb #53b9f870
 def load_audio(path, # a WAV/FLAC/OGG/MP3 (or, with ffmpeg, WebM) file
                sr:int|None=SR, # target sample rate; None keeps the file's own
                silence_db:float=-120, # peaks below this many dBFS count as all-silent
@@ -114,7 +114,7 @@ def load_audio(path, # a WAV/FLAC/OGG/MP3 (or, with ffmpeg, WebM) file
     x, native = _read_any(path, max_sec)
     if x.size == 0: raise AudioError("audio has zero samples", path)
     if (n_bad := int((~np.isfinite(x)).sum())): raise AudioError(f"audio contains {n_bad} NaN or Inf samples", path)
-    if (declared := _wav_data_frames(path)) and len(x) < declared:
+    if (declared := wav_header_frames(path)) and len(x) < declared:
         msg = f"{path}: WAV is shorter than its header says ({len(x)} of {declared} frames): cut short?"
         warnings.warn(msg, AudioWarning)
     y, floor = _mono(x, path), 10**(silence_db/20)
