@@ -34,21 +34,21 @@ __all__ = ['MODES', 'KIT_MAE_NOTE', 'STAGE_LABELS', 'EXPORT_NAMES', 'ENCODER_PRE
 # %% ../nbs/09_train.ipynb #fe0a22c9
 MODES = ('align', 'pretrain', 'baseline')
 
-# %% ../nbs/09_train.ipynb #887b03b1
+# %% ../nbs/09_train.ipynb #555ed6e1
 KIT_MAE_NOTE = ("kit's own MAE pre-training of OPERA-GT on this run's audio (acula_pretrain); "
                 "NOT the official OPERA-GT checkpoint")
 
-# %% ../nbs/09_train.ipynb #5857a310
+# %% ../nbs/09_train.ipynb #1049603b
 STAGE_LABELS = {'align': 'align', 'baseline': 'baseline (audio-only: SSL loss only, reports unused)',
                 'pretrain': f'pretrain ({KIT_MAE_NOTE})'}
 
-# %% ../nbs/09_train.ipynb #73a8436c
+# %% ../nbs/09_train.ipynb #ff20f9de
 EXPORT_NAMES = {'align': 'aligned', 'pretrain': 'pretrained', 'baseline': 'baseline'}
 
-# %% ../nbs/09_train.ipynb #7ffee387
+# %% ../nbs/09_train.ipynb #c8f8f14b
 ENCODER_PRESETS = {'opera-gt': OperaGT.full, 'opera-gt-small': OperaGT.small}
 
-# %% ../nbs/09_train.ipynb #9c7fa68e
+# %% ../nbs/09_train.ipynb #bf897db5
 @dataclass
 class TrainConfig:
     "Every setting of an alignment, pre-training or baseline run (saved in config.json and every checkpoint)."
@@ -93,7 +93,7 @@ class TrainConfig:
                              warmup_steps=2, n_samples=16000, save_every=2, log_every=1, device='cpu',
                              precision='fp32'), **kw})
 
-# %% ../nbs/09_train.ipynb #daaf5794
+# %% ../nbs/09_train.ipynb #24171780
 @patch
 def validate(self:TrainConfig)->TrainConfig:
     "Raise `ConfigError` for settings that cannot work; return self."
@@ -120,16 +120,16 @@ def validate(self:TrainConfig)->TrainConfig:
     get_precision(train_device(c), c.precision)
     return self
 
-# %% ../nbs/09_train.ipynb #fd2d0ab2
+# %% ../nbs/09_train.ipynb #9276002f
 def train_device(cfg:TrainConfig)->torch.device:
     "The device `cfg` trains on."
     return torch.device('cpu') if cfg.device == 'cpu' else get_device(cfg.device)
 
-# %% ../nbs/09_train.ipynb #441e9c7a
+# %% ../nbs/09_train.ipynb #c438140f
 @patch
 def to_dict(self:TrainConfig)->dict: return json.loads(json.dumps(asdict(self)))
 
-# %% ../nbs/09_train.ipynb #8252ccda
+# %% ../nbs/09_train.ipynb #71451567
 _TYPES = {'int': (int,), 'float': (int, float), 'bool': (bool,), 'str': (str,), 'tuple': (tuple, list)}
 
 def _type_ok(ann:str, v)->bool:
@@ -139,7 +139,7 @@ def _type_ok(ann:str, v)->bool:
     if isinstance(v, bool) and 'bool' not in kinds: return False
     return any(isinstance(v, _TYPES.get(k, object)) for k in kinds if k != 'None')
 
-# %% ../nbs/09_train.ipynb #c2db62d4
+# %% ../nbs/09_train.ipynb #7916b89e
 @patch(cls_method=True)
 def from_dict(cls:TrainConfig, d:dict)->TrainConfig:
     "A config from `to_dict` output; unknown keys or wrongly typed values raise `ConfigError`."
@@ -151,7 +151,7 @@ def from_dict(cls:TrainConfig, d:dict)->TrainConfig:
     if wrong: raise ConfigError(f"wrongly typed training settings: {', '.join(wrong)}")
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
-# %% ../nbs/09_train.ipynb #c337fe62
+# %% ../nbs/09_train.ipynb #bc01b35d
 def report_texts(run:RunDir, ids:list, field:str='text')->list:
     "The report text (`field`: 'text' or 'masked_text') of every id, or `ConfigError` naming ids without one."
     from acula.reports import load_reports
@@ -167,7 +167,7 @@ def report_texts(run:RunDir, ids:list, field:str='text')->list:
                                   path=run.reports)
     return [rec[i][1] for i in ids]
 
-# %% ../nbs/09_train.ipynb #9320620b
+# %% ../nbs/09_train.ipynb #370d052c
 def resolve_teacher_id(run:RunDir, teacher:str|None=None)->str:
     "The full id of the cached teacher that `teacher` (an id, a model name, 'minilm') names."
     ids = cached_teachers(run)
@@ -185,7 +185,7 @@ def resolve_teacher_id(run:RunDir, teacher:str|None=None)->str:
     raise ConfigError(f"no text embeddings from teacher {teacher!r} in this run; cached teachers: {ids}",
                       path=run.text_emb)
 
-# %% ../nbs/09_train.ipynb #e889b3a1
+# %% ../nbs/09_train.ipynb #7780f040
 @dataclass
 class TrainData:
     "Rows of the training recordings in the spectrogram cache and the teacher-embedding cache."
@@ -202,7 +202,7 @@ class TrainData:
     @property
     def fingerprint(self)->str: return _sha([self.ids, self.teacher_id, list(self.variants)])[:16]
 
-# %% ../nbs/09_train.ipynb #c8d13f6d
+# %% ../nbs/09_train.ipynb #e756ee8a
 @patch
 def batch(self:TrainData, idx, # positions into `ids`
           var, # variant of each (0 = clean clip)
@@ -213,7 +213,7 @@ def batch(self:TrainData, idx, # positions into `ids`
     if self.text is None: return mel, None
     return mel, torch.from_numpy(np.ascontiguousarray(self.text[self.text_rows[idx]])).to(device).float()
 
-# %% ../nbs/09_train.ipynb #511232a4
+# %% ../nbs/09_train.ipynb #804c8ef8
 def _check_counts(n:int, cfg:TrainConfig, world:int, what:str='recordings'):
     "ConfigError for empty or single-recording data and for a step larger than the data."
     if n == 0:
@@ -231,14 +231,14 @@ def _check_counts(n:int, cfg:TrainConfig, world:int, what:str='recordings'):
     if cfg.mode == 'align' and rows < need:
         raise ConfigError(f"the {cfg.estimator} CKA sees {rows} rows per batch; it needs at least {need}")
 
-# %% ../nbs/09_train.ipynb #bdfbb789
+# %% ../nbs/09_train.ipynb #b696143c
 def _check_finite(arr, rows, ids:list, what:str, folder, fix:str):
     "ConfigError naming the cache `folder` and the recordings whose rows are not finite."
     bad = nonfinite_rows(arr, rows)
     if bad: raise ConfigError(f"{what} holds non-finite values for {len(bad)} training recording(s) "
                               f"(first: {[ids[k] for k in bad[:3]]}); {fix}", path=folder)
 
-# %% ../nbs/09_train.ipynb #0ad8e7f7
+# %% ../nbs/09_train.ipynb #a82115d6
 def _text_rows(run:RunDir, cfg:TrainConfig, ids:list)->tuple:
     "(teacher id, cache, row of each id's report) or ConfigError for missing reports / embeddings."
     texts = report_texts(run, ids, cfg.report_field)
@@ -249,7 +249,7 @@ def _text_rows(run:RunDir, cfg:TrainConfig, ids:list)->tuple:
                   "delete this folder and embed the reports again (acula.teachers.cache_reports)")
     return tid, cache, rows
 
-# %% ../nbs/09_train.ipynb #b3535f12
+# %% ../nbs/09_train.ipynb #d4d9eb85
 def prepare_data(cfg:TrainConfig, run, # the settings and the run folder
                  world:int=1, is_main:bool=True, wait=None, # processes, whether this is the main one, a barrier
                  show_progress:bool=True)->TrainData:
@@ -276,12 +276,12 @@ def prepare_data(cfg:TrainConfig, run, # the settings and the run folder
     return TrainData(sel, mel_rows, mc.array, tuple(mc.settings['variants']),
                      None if trows is None else trows[keep], None if cache is None else cache.array, tid)
 
-# %% ../nbs/09_train.ipynb #e057828c
+# %% ../nbs/09_train.ipynb #e0de9765
 def _encoder_source(cfg:TrainConfig, run:RunDir)->str:
     if cfg.encoder is not None: return cfg.encoder
     return 'opera-gt' if cfg.mode == 'pretrain' else 'pretrained'
 
-# %% ../nbs/09_train.ipynb #dcf2c0ab
+# %% ../nbs/09_train.ipynb #0fdbf831
 def build_encoder(cfg:TrainConfig, run:RunDir)->AudioEncoder:
     "The encoder training starts from, as `cfg.encoder` names it; `ConfigError` if it cannot be used."
     src = _encoder_source(cfg, run)
@@ -303,7 +303,7 @@ def build_encoder(cfg:TrainConfig, run:RunDir)->AudioEncoder:
         raise ConfigError(msg)
     return enc
 
-# %% ../nbs/09_train.ipynb #ff0af8e4
+# %% ../nbs/09_train.ipynb #3e5b9d3f
 class SSLOnly(nn.Module):
     "An encoder trained on its own SSL loss alone (MAE pre-training, the baseline): `AcuLa`'s loss dict."
     def __init__(self, encoder:AudioEncoder):
@@ -313,7 +313,7 @@ class SSLOnly(nn.Module):
         ssl = self.encoder.ssl_loss(mel).float()
         return {'align_loss': torch.zeros((), device=mel.device), 'ssl_loss': ssl, 'loss': ssl}
 
-# %% ../nbs/09_train.ipynb #6139467c
+# %% ../nbs/09_train.ipynb #d83881ae
 class TrainModel(nn.Module):
     "What Accelerate wraps: losses of a batch, or (audio proj., text proj., SSL loss) with `pieces=True`."
     def __init__(self, net:nn.Module):
@@ -325,7 +325,7 @@ class TrainModel(nn.Module):
         za, zt = n.audio_head(n.encoder.embed(mel)), n.embed_text(text_emb, normalize=False)
         return za, zt, (n.encoder.ssl_loss(mel) if with_ssl and n.lam < 1 else None)
 
-# %% ../nbs/09_train.ipynb #7a7ef635
+# %% ../nbs/09_train.ipynb #bc532310
 def build_model(cfg:TrainConfig, run:RunDir, text_dim:int|None, teacher_id:str|None=None)->nn.Module:
     "AcuLa (mode 'align') or SSLOnly (the others) around the encoder that `cfg` names."
     enc = build_encoder(cfg, run).train()
@@ -333,7 +333,7 @@ def build_model(cfg:TrainConfig, run:RunDir, text_dim:int|None, teacher_id:str|N
     return AcuLa(enc, text_dim, estimator=cfg.estimator, lam=cfg.lam, proj_dim=cfg.proj_dim,
                  hidden_dim=cfg.hidden_dim, dropout=cfg.dropout, teacher_id=teacher_id)
 
-# %% ../nbs/09_train.ipynb #3bb50c87
+# %% ../nbs/09_train.ipynb #73a6477e
 def warmup_linear(warmup:int, total:int):
     "Multiplier of the base lr at step s: linear warm-up to 1 over `warmup` steps, then linear decay to 0."
     def f(s:int)->float:
@@ -341,7 +341,7 @@ def warmup_linear(warmup:int, total:int):
         return max(0., (total - s) / max(1, total - warmup))
     return f
 
-# %% ../nbs/09_train.ipynb #375555eb
+# %% ../nbs/09_train.ipynb #36190559
 def make_optimizer(model:nn.Module, cfg:TrainConfig, total:int, fused:bool=False)->tuple:
     "(AdamW over the trainable parameters, its warm-up + linear-decay LambdaLR)."
     params = [p for p in model.parameters() if p.requires_grad]
@@ -349,7 +349,7 @@ def make_optimizer(model:nn.Module, cfg:TrainConfig, total:int, fused:bool=False
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **extra)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, warmup_linear(cfg.warmup_steps, total))
 
-# %% ../nbs/09_train.ipynb #97c37223
+# %% ../nbs/09_train.ipynb #113eb20b
 def epoch_order(seed:int, epoch:int, n:int, n_variants:int, augment_p:float=1.0)->tuple:
     "(permutation of range(n), variant of each position) for `epoch`."
     g = np.random.default_rng([seed, epoch, 0xACE1A])
@@ -358,7 +358,7 @@ def epoch_order(seed:int, epoch:int, n:int, n_variants:int, augment_p:float=1.0)
     aug = g.random(n) < augment_p
     return perm, np.where(aug, 1 + g.integers(0, n_variants - 1, n), 0).astype(np.int64)
 
-# %% ../nbs/09_train.ipynb #18f7d09e
+# %% ../nbs/09_train.ipynb #2b329e8f
 def step_rows(perm:np.ndarray, var:np.ndarray, i:int, batch:int, world:int, accum:int, rank:int)->list:
     "[(positions, variants)] of each micro-batch of step `i` of an epoch, for process `rank`."
     G = batch * world * accum
@@ -366,7 +366,7 @@ def step_rows(perm:np.ndarray, var:np.ndarray, i:int, batch:int, world:int, accu
     blocks = [slice((j * world + rank) * batch, (j * world + rank + 1) * batch) for j in range(accum)]
     return [(p[b], v[b]) for b in blocks]
 
-# %% ../nbs/09_train.ipynb #af107dfa
+# %% ../nbs/09_train.ipynb #7ca32779
 def global_gather(z:torch.Tensor)->torch.Tensor:
     "Concatenate `z` (n, d) of every process in rank order, differentiably; `z` itself when not distributed."
     import torch.distributed as dist
@@ -376,10 +376,10 @@ def global_gather(z:torch.Tensor)->torch.Tensor:
         warnings.simplefilter('ignore', FutureWarning)   # deprecated for a private API; still autograd-correct
         return torch.cat(all_gather(z.contiguous()), 0)
 
-# %% ../nbs/09_train.ipynb #edcac522
+# %% ../nbs/09_train.ipynb #272b0285
 ACCELERATE_PRECISION = {'fp32': 'no', 'bf16': 'bf16', 'fp16': 'fp16'}
 
-# %% ../nbs/09_train.ipynb #3c43cbb8
+# %% ../nbs/09_train.ipynb #0b256d46
 def make_accelerator(cfg:TrainConfig):
     "(Accelerator for `cfg`, resolved precision)."
     from accelerate import Accelerator, DistributedDataParallelKwargs
@@ -395,7 +395,7 @@ def make_accelerator(cfg:TrainConfig):
     ddp = DistributedDataParallelKwargs(find_unused_parameters=cfg.mode == 'align' and cfg.lam == 1)
     return Accelerator(cpu=dev.type == 'cpu', mixed_precision=mp, kwargs_handlers=[ddp]), prec
 
-# %% ../nbs/09_train.ipynb #ccf06344
+# %% ../nbs/09_train.ipynb #39d910e1
 def _rng_state(device)->tuple:
     d = torch.device(device)
     return torch.get_rng_state(), (torch.cuda.get_rng_state(d) if d.type == 'cuda' else None)
@@ -408,7 +408,7 @@ def _sync_ctx(acc, model, last:bool):
     "No gradient all-reduce before the last micro-batch of a step."
     return contextlib.nullcontext() if last or acc is None else acc.no_sync(model)
 
-# %% ../nbs/09_train.ipynb #3cef1fbf
+# %% ../nbs/09_train.ipynb #230bdd73
 def micro_pass(acc, model:nn.Module, micro:list, gather=None)->dict:
     "Forward/backward of each micro-batch, loss/k each (one CKA per micro-batch, the paper's); mean losses."
     k, tot = len(micro), {}
@@ -419,7 +419,7 @@ def micro_pass(acc, model:nn.Module, micro:list, gather=None)->dict:
         for key, v in out.items(): tot[key] = tot.get(key, 0.) + v.detach().float() / k
     return tot
 
-# %% ../nbs/09_train.ipynb #f644e8c2
+# %% ../nbs/09_train.ipynb #c02f40b4
 def accumulated_pass(acc, model:nn.Module, micro:list, gather=None)->dict:
     "One CKA over all micro-batches (and processes) by gradient caching; mean SSL loss; losses."
     net, k, dev = acc.unwrap_model(model).net, len(micro), acc.device
@@ -449,7 +449,7 @@ def accumulated_pass(acc, model:nn.Module, micro:list, gather=None)->dict:
     align = align.detach()
     return {'align_loss': align, 'ssl_loss': ssl, 'loss': net.lam * align + (1 - net.lam) * ssl}
 
-# %% ../nbs/09_train.ipynb #5d7a8c86
+# %% ../nbs/09_train.ipynb #c7dca590
 def optimizer_step(acc, model:nn.Module, opt, sched, max_grad_norm:float)->dict:
     "Clip, step optimiser and schedule, zero the gradients; {'grad_norm', 'clipped', 'skipped'}."
     params = [p for p in model.parameters() if p.requires_grad]
@@ -464,10 +464,10 @@ def optimizer_step(acc, model:nn.Module, opt, sched, max_grad_norm:float)->dict:
     clipped = max_grad_norm > 0 and norm > max_grad_norm
     return {'grad_norm': norm, 'clipped': float(clipped), 'skipped': float(skipped)}
 
-# %% ../nbs/09_train.ipynb #80730203
+# %% ../nbs/09_train.ipynb #ac617d17
 CKPT_FORMAT = 'acula-train-1'
 
-# %% ../nbs/09_train.ipynb #b191fb67
+# %% ../nbs/09_train.ipynb #ccfaaddd
 def _atomic_save(obj, path:Path):
     "torch.save `obj` to `path` through a temporary file, fsync and rename."
     path = Path(path)
@@ -482,7 +482,7 @@ def _atomic_save(obj, path:Path):
     finally:
         if tmp.exists(): tmp.unlink()
 
-# %% ../nbs/09_train.ipynb #aadefd45
+# %% ../nbs/09_train.ipynb #8f7d7e99
 def rng_states(device)->dict:
     "Every RNG state the loop draws from, as tensors and plain values."
     st = {'python': random.getstate(), 'torch': torch.get_rng_state(),
@@ -490,7 +490,7 @@ def rng_states(device)->dict:
     if torch.device(device).type == 'cuda': st['cuda'] = torch.cuda.get_rng_state(torch.device(device))
     return st
 
-# %% ../nbs/09_train.ipynb #4004f953
+# %% ../nbs/09_train.ipynb #4438da85
 def set_rng_states(st:dict, device):
     "Restore `rng_states` output."
     random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in st['python']))
@@ -500,16 +500,17 @@ def set_rng_states(st:dict, device):
     d = torch.device(device)
     if 'cuda' in st and d.type == 'cuda': torch.cuda.set_rng_state(st['cuda'], d)
 
-# %% ../nbs/09_train.ipynb #18f75013
+# %% ../nbs/09_train.ipynb #5d1d05f4
 _CKPT = re.compile(r'^step-(\d{8})\.pt$')
 
+# %% ../nbs/09_train.ipynb #5b22d0ea
 def list_checkpoints(folder)->list:
     "[(step, path)] of the complete checkpoints in `folder`, oldest first."
     folder = Path(folder)
     if not folder.is_dir(): return []
     return sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := _CKPT.match(p.name)))
 
-# %% ../nbs/09_train.ipynb #118cd205
+# %% ../nbs/09_train.ipynb #f272dffb
 def save_checkpoint(folder, state:dict, acc)->Path:
     "Write this process's RNG file, then (main process) the checkpoint itself; prune old ones."
     folder, step = Path(folder), state['step']
@@ -526,7 +527,7 @@ def save_checkpoint(folder, state:dict, acc)->Path:
     acc.wait_for_everyone()
     return main
 
-# %% ../nbs/09_train.ipynb #3bd139ff
+# %% ../nbs/09_train.ipynb #7f9fa856
 def load_checkpoint(path)->dict:
     "A checkpoint written by `save_checkpoint`, loaded safely on CPU; `CheckpointError` if it is not one."
     try: ck = torch.load(path, map_location='cpu', weights_only=True)
@@ -537,7 +538,7 @@ def load_checkpoint(path)->dict:
         raise CheckpointError(f"not an {CKPT_FORMAT} checkpoint", path)
     return ck
 
-# %% ../nbs/09_train.ipynb #87d8610a
+# %% ../nbs/09_train.ipynb #4f6016ac
 def latest_checkpoint(folder)->dict|None:
     "The newest readable checkpoint in `folder` (its path in '_path'), or None when there is none."
     cks, skipped = list_checkpoints(folder), []
@@ -551,10 +552,10 @@ def latest_checkpoint(folder)->dict|None:
     if cks: raise CheckpointError(f"none of the {len(cks)} checkpoints loads: start over with overwrite", folder)
     return None
 
-# %% ../nbs/09_train.ipynb #d0aff950
+# %% ../nbs/09_train.ipynb #fac85600
 RESUME_FREE = ('save_every', 'keep_checkpoints', 'log_every', 'compile', 'device')
 
-# %% ../nbs/09_train.ipynb #9ae1e450
+# %% ../nbs/09_train.ipynb #3153ab64
 def resume_config(saved:dict, cfg:TrainConfig|None)->TrainConfig:
     "The config to resume with: the saved one, with only `RESUME_FREE` settings taken from `cfg`."
     old = TrainConfig.from_dict(saved)
@@ -566,16 +567,16 @@ def resume_config(saved:dict, cfg:TrainConfig|None)->TrainConfig:
                                "resume with cfg=None or start a new run")
     return replace(old, **{k: getattr(cfg, k) for k in RESUME_FREE})
 
-# %% ../nbs/09_train.ipynb #f6c8cdfa
+# %% ../nbs/09_train.ipynb #7d8c9950
 METRIC_COLUMNS = ('stage', 'step', 'epoch', 'loss', 'align_loss', 'ssl_loss', 'lr', 'grad_norm', 'clipped',
                   'skipped', 'clips_per_s', 'elapsed_s')
 
-# %% ../nbs/09_train.ipynb #2a5c2ada
+# %% ../nbs/09_train.ipynb #035f8e30
 def metrics_path(run:RunDir, mode:str)->Path:
     "The metrics file of stage `mode`."
     return run.metrics if mode == 'align' else run.path/f"metrics_{mode}.csv"
 
-# %% ../nbs/09_train.ipynb #43ff8f67
+# %% ../nbs/09_train.ipynb #200eb0fc
 def _read_metrics(path:Path)->list:
     "The rows of a metrics file; `ConfigError` naming it when it cannot be read."
     try:
@@ -599,7 +600,7 @@ def _append_metrics(path:Path, row:dict):
     with open(path, 'a', newline='') as f:
         csv.DictWriter(f, METRIC_COLUMNS).writerow({k: row.get(k) for k in METRIC_COLUMNS})
 
-# %% ../nbs/09_train.ipynb #c5ed0598
+# %% ../nbs/09_train.ipynb #6471e561
 def _model_card(stage:str, cfg:TrainConfig, info:dict)->str:
     "The README.md of an export."
     lines = [f"# AcuLa kit export: {STAGE_LABELS[stage]}", ""]
@@ -615,7 +616,7 @@ def _model_card(stage:str, cfg:TrainConfig, info:dict)->str:
               f"Load with {load}.", "", "## Config", "", "```json", json.dumps(cfg.to_dict(), indent=1), "```"]
     return "\n".join(lines) + "\n"
 
-# %% ../nbs/09_train.ipynb #d3584bd8
+# %% ../nbs/09_train.ipynb #87812d50
 def _add_provenance(enc_dir:Path, stage:str, info:dict):
     "Record in `acula_encoder.json` which stage trained these weights, from what, for how many steps."
     meta = json.loads((enc_dir/'acula_encoder.json').read_text())
@@ -624,7 +625,7 @@ def _add_provenance(enc_dir:Path, stage:str, info:dict):
                           'steps': info['step'], **note}
     atomic_write(enc_dir/'acula_encoder.json', json.dumps(meta, indent=1))
 
-# %% ../nbs/09_train.ipynb #a145f51e
+# %% ../nbs/09_train.ipynb #9de152aa
 def export_model(net:nn.Module, folder, stage:str, cfg:TrainConfig, info:dict)->Path:
     "Write the model, training.json and README.md into `folder`, swapped in as a whole."
     folder = Path(folder)
@@ -645,7 +646,7 @@ def export_model(net:nn.Module, folder, stage:str, cfg:TrainConfig, info:dict)->
     shutil.rmtree(old, ignore_errors=True)
     return folder
 
-# %% ../nbs/09_train.ipynb #3465a83a
+# %% ../nbs/09_train.ipynb #e20f5a6c
 class Trainer:
     "One training run: set up from a run folder (or a checkpoint), then `run` it to its export."
     def __init__(self, cfg:TrainConfig|None, run, resume:bool=False, overwrite:bool=False, mode:str|None=None,
@@ -660,7 +661,7 @@ class Trainer:
         self._setup_rng(ck)
         if ck is None and overwrite: self._clear_checkpoints()
 
-# %% ../nbs/09_train.ipynb #adf4fc93
+# %% ../nbs/09_train.ipynb #33fc4603
 @patch
 def _configure(self:Trainer, cfg:TrainConfig|None, resume:bool, overwrite:bool)->dict|None:
     "Set `cfg` (the checkpoint's when resuming) and validate it; the checkpoint to resume from, or None."
@@ -672,7 +673,7 @@ def _configure(self:Trainer, cfg:TrainConfig|None, resume:bool, overwrite:bool)-
                           "to start over", path=self.ckdir)
     return ck
 
-# %% ../nbs/09_train.ipynb #06ed2d3f
+# %% ../nbs/09_train.ipynb #c46b3d1b
 @patch
 def _setup_data(self:Trainer, data:TrainData|None):
     "Check and load the caches, and derive the step geometry."
@@ -688,7 +689,7 @@ def _setup_data(self:Trainer, data:TrainData|None):
     self.total = c.max_steps or c.epochs * self.spe
     self.gather = global_gather if c.global_batch_cka and self.world > 1 else None
 
-# %% ../nbs/09_train.ipynb #dd16ce41
+# %% ../nbs/09_train.ipynb #b254681c
 @patch
 def _setup_model(self:Trainer, ck:dict|None):
     "Build the model and optimiser, load the checkpoint, hand them to Accelerate."
@@ -710,7 +711,7 @@ def _setup_model(self:Trainer, ck:dict|None):
     self.model, self.opt = acc.prepare(TrainModel(self.net), opt)
     if c.compile: self.model = torch.compile(self.model)
 
-# %% ../nbs/09_train.ipynb #29420824
+# %% ../nbs/09_train.ipynb #ac39328b
 @patch
 def _setup_rng(self:Trainer, ck:dict|None):
     "Per-process RNG streams (masks, dropout): restored from the checkpoint, or seeded from (seed, rank)."
@@ -723,14 +724,14 @@ def _setup_rng(self:Trainer, ck:dict|None):
                                 "checkpoint; reseeding (not bit-exact)")
     seed_everything(self.cfg.seed * 1000 + 17 + self.rank + 7919 * self.step)
 
-# %% ../nbs/09_train.ipynb #d9c60a05
+# %% ../nbs/09_train.ipynb #d01cfff1
 @patch
 def _clear_checkpoints(self:Trainer):
     "Remove this stage's checkpoints (main process), once everything else has been checked."
     if self.acc.is_main_process: shutil.rmtree(self.ckdir, ignore_errors=True)
     self.acc.wait_for_everyone()
 
-# %% ../nbs/09_train.ipynb #18d87b34
+# %% ../nbs/09_train.ipynb #c7ea9da5
 @patch
 def _order(self:Trainer, epoch:int)->tuple:
     "(permutation, variants) of `epoch`, cached."
@@ -739,7 +740,7 @@ def _order(self:Trainer, epoch:int)->tuple:
         self._ord = (epoch, *epoch_order(self.cfg.seed, epoch, len(self.data), len(self.data.variants), p))
     return self._ord[1:]
 
-# %% ../nbs/09_train.ipynb #7883e3ff
+# %% ../nbs/09_train.ipynb #543d91c1
 @patch
 def train_step(self:Trainer)->dict:
     "One optimiser step on the next `G` clips; the step's losses and optimiser stats."
@@ -756,7 +757,7 @@ def train_step(self:Trainer)->dict:
     self.skipped += int(out['skipped'])
     return out
 
-# %% ../nbs/09_train.ipynb #fb38c91a
+# %% ../nbs/09_train.ipynb #108d84da
 @patch
 def save(self:Trainer)->Path:
     "Write a checkpoint of the current step (all processes must call it)."
@@ -770,7 +771,7 @@ def save(self:Trainer)->Path:
              'encoder_source': str(_encoder_source(self.cfg, self.run_dir)), 'teacher_id': self.data.teacher_id}
     return save_checkpoint(self.ckdir, state, self.acc)
 
-# %% ../nbs/09_train.ipynb #74e67d2a
+# %% ../nbs/09_train.ipynb #082ed3c1
 @patch
 def _log(self:Trainer, win:list, t0:float, t_start:float)->dict:
     "Reduce a window of step outputs over processes into one metrics row (main process appends it)."
@@ -788,10 +789,7 @@ def _log(self:Trainer, win:list, t0:float, t_start:float)->dict:
     if self.acc.is_main_process: _append_metrics(metrics_path(self.run_dir, self.mode), row)
     return row
 
-# %% ../nbs/09_train.ipynb #5381e212
-MAX_SKIPPED = 0.5   # a finished run with more than this fraction of skipped steps fails
-
-# %% ../nbs/09_train.ipynb #5a32b721
+# %% ../nbs/09_train.ipynb #44d2f6d5
 @patch
 def run(self:Trainer, stop_after:int|None=None, # return after this many steps without the final save/export
        )->dict:
@@ -820,7 +818,7 @@ def run(self:Trainer, stop_after:int|None=None, # return after this many steps w
     bar.close()
     return self.finish(row or self._last_row())
 
-# %% ../nbs/09_train.ipynb #47cb24ed
+# %% ../nbs/09_train.ipynb #88d4dd5a
 @patch
 def _last_row(self:Trainer)->dict:
     "The last metrics row of this stage (a resumed run that had nothing left to do reports it)."
@@ -829,7 +827,7 @@ def _last_row(self:Trainer)->dict:
     keep = ('loss', 'align_loss', 'ssl_loss', 'clips_per_s')
     return {k: float(v) for k, v in rows[-1].items() if k in keep and v} if rows else {}
 
-# %% ../nbs/09_train.ipynb #48dc4f18
+# %% ../nbs/09_train.ipynb #f22ca398
 @patch
 def summary(self:Trainer, row:dict, finished:bool)->dict:
     "What the run did: steps, clips, final losses, where its files are."
@@ -843,7 +841,10 @@ def summary(self:Trainer, row:dict, finished:bool)->dict:
             'precision': self.precision, 'encoder_source': str(_encoder_source(self.cfg, self.run_dir)),
             'teacher_id': self.data.teacher_id}
 
-# %% ../nbs/09_train.ipynb #649ced9d
+# %% ../nbs/09_train.ipynb #eabf2dd8
+MAX_SKIPPED = 0.5   # a finished run with more than this fraction of skipped steps fails
+
+# %% ../nbs/09_train.ipynb #ce882884
 @patch
 def finish(self:Trainer, row:dict)->dict:
     "Export the model and record the finished stage (main process); fail if most steps were skipped."
@@ -862,7 +863,7 @@ def finish(self:Trainer, row:dict)->dict:
     self.acc.wait_for_everyone()
     return s
 
-# %% ../nbs/09_train.ipynb #4982d76f
+# %% ../nbs/09_train.ipynb #23a72689
 def fit(cfg:TrainConfig|None, # the settings; None with resume=True takes them from the checkpoint
         run_dir, # the run folder (recordings, reports, text embeddings; features are computed if missing)
         resume:bool=False, # continue from the newest checkpoint of this stage (fresh start if there is none)
@@ -879,20 +880,20 @@ def fit(cfg:TrainConfig|None, # the settings; None with resume=True takes them f
         t = Trainer(cfg, run, resume=resume, overwrite=overwrite, mode=mode, show_progress=show_progress)
         return t.run(stop_after)
 
-# %% ../nbs/09_train.ipynb #6891926f
+# %% ../nbs/09_train.ipynb #f0111842
 def pretrain(cfg:TrainConfig|None, run_dir, **kw)->dict:
     "The kit's own MAE pre-training of the encoder (NOT the official OPERA-GT checkpoint); a summary dict."
     return fit(None if cfg is None else replace(cfg, mode='pretrain'), run_dir, mode='pretrain', **kw)
 
-# %% ../nbs/09_train.ipynb #b2a1663e
+# %% ../nbs/09_train.ipynb #2eecb4f0
 def baseline(cfg:TrainConfig|None, run_dir, **kw)->dict:
     "The audio-only baseline: the same loop, data and steps as `fit`, SSL loss only, reports unused."
     return fit(None if cfg is None else replace(cfg, mode='baseline'), run_dir, mode='baseline', **kw)
 
-# %% ../nbs/09_train.ipynb #b36e7e1d
+# %% ../nbs/09_train.ipynb #289cc275
 PRESETS = {'paper': TrainConfig.paper, 'tiny': TrainConfig.tiny}
 
-# %% ../nbs/09_train.ipynb #7a725b1a
+# %% ../nbs/09_train.ipynb #1773bdf8
 def _parse_sets(sets)->dict:
     "{key: value} of 'key=value' strings; a value is JSON where it parses, else a string."
     out = {}
@@ -912,7 +913,7 @@ def _read_settings(path)->dict:
     if not isinstance(d, dict): raise ConfigError("a settings file holds one JSON object of settings", p)
     return d
 
-# %% ../nbs/09_train.ipynb #8382dec4
+# %% ../nbs/09_train.ipynb #d1641dbf
 def cli_config(mode:str, run:RunDir, preset:str='paper', resume:bool=False, # stage, run, preset, resuming?
                config=None, sets=(), **flags, # a settings file, 'key=value' strings, flags (None = not given)
               )->TrainConfig|None:
@@ -926,7 +927,7 @@ def cli_config(mode:str, run:RunDir, preset:str='paper', resume:bool=False, # st
     if ck: return TrainConfig.from_dict({**ck['config'], **given}) if given else None
     return TrainConfig.from_dict({**PRESETS[preset]().to_dict(), **given, 'mode': mode})
 
-# %% ../nbs/09_train.ipynb #b7a251d7
+# %% ../nbs/09_train.ipynb #7ca98356
 def train_cli(mode:str, run_dir, preset:str='paper', config=None, sets=(), # see `cli_config`
               resume:bool=False, overwrite:bool=False, **flags)->dict:
     "Run stage `mode` on an existing run folder with command-line settings; the summary."
@@ -934,7 +935,7 @@ def train_cli(mode:str, run_dir, preset:str='paper', config=None, sets=(), # see
     cfg = cli_config(mode, run, preset, resume, config, sets, **flags)
     return fit(cfg, run, resume=resume, overwrite=overwrite, mode=mode)
 
-# %% ../nbs/09_train.ipynb #032f1105
+# %% ../nbs/09_train.ipynb #22350018
 @cli_main
 @call_parse
 def acula_align(run_dir:str, # run folder with recordings, reports and cached text embeddings
@@ -950,7 +951,7 @@ def acula_align(run_dir:str, # run folder with recordings, reports and cached te
     flags = dict(encoder=encoder, max_steps=steps)
     return train_cli('align', run_dir, preset, config, set, resume, overwrite, **flags)
 
-# %% ../nbs/09_train.ipynb #5832d9f9
+# %% ../nbs/09_train.ipynb #988416d8
 @cli_main
 @call_parse
 def acula_pretrain(run_dir:str, # run folder with recordings
@@ -966,7 +967,7 @@ def acula_pretrain(run_dir:str, # run folder with recordings
     flags = dict(encoder=encoder, max_steps=steps)
     return train_cli('pretrain', run_dir, preset, config, set, resume, overwrite, **flags)
 
-# %% ../nbs/09_train.ipynb #22b3f229
+# %% ../nbs/09_train.ipynb #1ff19362
 @cli_main
 @call_parse
 def acula_baseline(run_dir:str, # run folder with recordings
