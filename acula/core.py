@@ -99,22 +99,24 @@ def autocast(device:str|torch.device, precision:str='fp32'):
     if precision == 'fp32': return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=DTYPES[precision])
 
-# %% ../nbs/00_core.ipynb #28e7e98d
+# %% ../nbs/00_core.ipynb #97ae81c9
 _SECRETS: set[str] = set()
 _URL_AUTH = re.compile(r'(\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/@:]+(?::[^\s/@]*)?@')
 _BEARER = re.compile(r'(?i)(\bbearer\s+)[^\s"\',;]+')
+_QUERY_KEY = re.compile(r'(?i)([?&](?:api[_-]?key|key|token|access_token)=)[^&\s#"\']+')
 
 # %% ../nbs/00_core.ipynb #6654ff94
 def register_secret(secret:str|None):
     "Mask `secret` in everything `redact` sees from now on (values under 4 characters are ignored)."
     if secret and len(str(secret)) >= 4: _SECRETS.add(str(secret))
 
-# %% ../nbs/00_core.ipynb #45ac7161
+# %% ../nbs/00_core.ipynb #87c40472
 def redact(text)->str:
     "`text` with registered secrets, URL credentials and bearer tokens masked as `***`."
     s = str(text)
     for k in sorted(_SECRETS, key=len, reverse=True): s = s.replace(k, '***')
-    return _BEARER.sub(r'\1***', _URL_AUTH.sub(r'\1***@', s))
+    s = _URL_AUTH.sub(r'\1***@', s)
+    return _QUERY_KEY.sub(r'\1***', _BEARER.sub(r'\1***', s))
 
 # %% ../nbs/00_core.ipynb #2be9114b
 def progress(it=None, total:int|None=None, desc:str|None=None, disable:bool|None=None, **kw):
