@@ -1014,7 +1014,7 @@ def write_reports(run, # run folder (RunDir or path)
     for e, c in why.most_common(3): print(f"  {c} failed: {e}")
     return summary
 
-# %% ../nbs/05_reports.ipynb #3f68cb54
+# %% ../nbs/05_reports.ipynb #b5bbc817
 def _writer_options(writer:str, run:Path, model=None, base_url=None, api_key_env=None, seed=0, concurrency=8,
                     rate=None, timeout=60., retries=5, max_tokens=None, temperature=None, device=None,
                     batch_size=None, prompt=None, cache_dir=None)->dict:
@@ -1036,7 +1036,7 @@ def _writer_options(writer:str, run:Path, model=None, base_url=None, api_key_env
                     **({'max_new_tokens': max_tokens} if max_tokens else {}), **t)
     raise ConfigError(f"unknown writer {writer!r}; use one of {', '.join(WRITERS)}")
 
-# %% ../nbs/05_reports.ipynb #a5281769
+# %% ../nbs/05_reports.ipynb #63ead95e
 @cli_main
 @call_parse
 def acula_reports(run_dir:str, # run folder holding recordings.parquet; reports go to its reports.jsonl
