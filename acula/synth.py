@@ -34,24 +34,24 @@ SYNTH_VERSION = 1  # bump when the generator's output changes: a run folder made
 SYNTH_MODALITIES = ('lung', 'heart', 'cough', 'breath')
 DEFAULT_MIX = {'lung': 0.4, 'heart': 0.3, 'cough': 0.15, 'breath': 0.15}
 
-# %% ../nbs/04_synth.ipynb #ddc21e57
+# %% ../nbs/04_synth.ipynb #d5799227
 def fast_len(n:int)->int:
     "A fast, even FFT length >= `n`."
     m = sfft.next_fast_len(int(n), real=True)
     while m % 2: m = sfft.next_fast_len(m + 1, real=True)
     return m
 
-# %% ../nbs/04_synth.ipynb #2647d3fa
+# %% ../nbs/04_synth.ipynb #5dabb2fd
 def freqs(nfft:int)->np.ndarray:
     "Frequencies (Hz, float32) of the rfft bins of an `nfft`-point FFT at 16 kHz."
     return np.fft.rfftfreq(nfft, 1/SR).astype(np.float32)
 
-# %% ../nbs/04_synth.ipynb #4fd47e7f
+# %% ../nbs/04_synth.ipynb #4b65fab5
 def rms(x)->float:
     "Root mean square of `x` (never exactly 0)."
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))) + 1e-12)
 
-# %% ../nbs/04_synth.ipynb #9d8cdbef
+# %% ../nbs/04_synth.ipynb #6d7e983a
 def band_mag(f, lo:float|None=None, hi:float|None=None, order:int=2)->np.ndarray:
     "Butterworth-like magnitude: high-pass at `lo` Hz and low-pass at `hi` Hz (-3 dB at each edge)."
     m = np.ones_like(f)
@@ -59,39 +59,41 @@ def band_mag(f, lo:float|None=None, hi:float|None=None, order:int=2)->np.ndarray
     if hi: m = m/np.sqrt(1 + (f/hi)**(2*order))
     return m
 
-# %% ../nbs/04_synth.ipynb #283e7879
+# %% ../nbs/04_synth.ipynb #be39728f
 def peak_mag(f, fc:float, gain_db:float, q:float=2.)->np.ndarray:
     "A resonance of `gain_db` dB at `fc` Hz (a notch when negative); `q` sets its sharpness."
     return 1 + (10**(gain_db/20) - 1)/(1 + ((f - fc)*q/fc)**2)
 
-# %% ../nbs/04_synth.ipynb #987c5cb9
+# %% ../nbs/04_synth.ipynb #e9844c51
 def tilt_mag(f, db_per_oct:float, ref:float=500.)->np.ndarray:
     "A spectral tilt of `db_per_oct` dB per octave, 0 dB at `ref` Hz."
     return (np.maximum(f, 20.)/ref)**(db_per_oct/6.0206)
 
-# %% ../nbs/04_synth.ipynb #2e1f4e5c
+# %% ../nbs/04_synth.ipynb #942d7622
 def shaped_noise(rng:np.random.Generator, mag:np.ndarray, n:int)->np.ndarray:
     "Gaussian noise of `n` samples whose spectrum follows `mag` (rfft bins of an even length >= n), unit RMS."
     z = rng.standard_normal(2*len(mag), dtype=np.float32).view(np.complex64)*mag
     x = sfft.irfft(z, 2*(len(mag) - 1))[:n]
     return x/rms(x)
 
-# %% ../nbs/04_synth.ipynb #043fb186
+# %% ../nbs/04_synth.ipynb #a9149696
 def filt(x:np.ndarray, mag:np.ndarray)->np.ndarray:
     "`x` filtered by the zero-phase magnitude response `mag` (rfft bins of an even length >= len(x))."
     nfft = 2*(len(mag) - 1)
     return sfft.irfft(sfft.rfft(x, nfft)*mag, nfft)[:len(x)].astype(np.float32)
 
-# %% ../nbs/04_synth.ipynb #0c189b2b
+# %% ../nbs/04_synth.ipynb #17ec2d06
 def place(n:int, starts, kernels:np.ndarray)->np.ndarray:
     "A length-`n` signal with `kernels` (E, L), or one kernel (L,), added at sample offsets `starts` (E,)."
     starts = np.atleast_1d(np.asarray(starts)).astype(int)
     k = np.broadcast_to(kernels, (len(starts), np.shape(kernels)[-1]))
-    idx = (starts[:, None] + np.arange(k.shape[1])).ravel(); ok = (idx >= 0) & (idx < n)
+    idx = (starts[:, None] + np.arange(k.shape[1])).ravel()
+    ok = (idx >= 0) & (idx < n)
     return np.bincount(idx[ok], k.ravel()[ok], minlength=n).astype(np.float32)
 
 # %% ../nbs/04_synth.ipynb #05e76f68
-def breath_cycles(rng:np.random.Generator, dur:float, rate:float, insp_frac:float=0.4, jitter:float=0.08, pause=(0.0, 0.15))->np.ndarray:
+def breath_cycles(rng:np.random.Generator, dur:float, rate:float, insp_frac:float=0.4, jitter:float=0.08,
+                  pause=(0.0, 0.15))->np.ndarray:
     "Cycles `(start, insp_end, exp_end)` in seconds covering [0, dur] at `rate` breaths/min (first one starts before 0)."
     period, out = 60/rate, []
     t = -rng.uniform(0, period)
@@ -99,7 +101,8 @@ def breath_cycles(rng:np.random.Generator, dur:float, rate:float, insp_frac:floa
         p = period*float(np.clip(1 + jitter*rng.standard_normal(), 0.6, 1.5))
         ti = p*float(np.clip(insp_frac*(1 + 0.08*rng.standard_normal()), 0.15, 0.6))
         te = (p - ti)*(1 - rng.uniform(*pause))
-        out.append((t, t + ti, t + ti + te)); t += p
+        out.append((t, t + ti, t + ti + te))
+        t += p
     return np.array(out)
 
 # %% ../nbs/04_synth.ipynb #92ba2e23
@@ -140,18 +143,20 @@ def device_mag(rng:np.random.Generator, f, lo, hi, order, res_f, res_db, nyquist
     m = m*peak_mag(f, np.exp(rng.uniform(np.log(80), np.log(2000))), rng.uniform(-5, 6), rng.uniform(1, 4))
     return m*tilt_mag(f, rng.uniform(-3, 3))*(band_mag(f, hi=0.95*nyquist, order=24) if nyquist else 1)
 
-# %% ../nbs/04_synth.ipynb #f2f219a9
+# %% ../nbs/04_synth.ipynb #5da892cb
 def background_spec(rng:np.random.Generator, f, level:float, alpha:float|None=None)->np.ndarray:
     "Spectrum (rfft bins) of coloured 1/f^alpha noise whose time-domain RMS is about `level`."
     alpha = rng.uniform(0.3, 1.5) if alpha is None else alpha
     m = band_mag(f, 20, 7000, 2)/np.maximum(f, 20.)**(alpha/2)
     nfft = 2*(len(f) - 1)
-    return rng.standard_normal(2*len(f), dtype=np.float32).view(np.complex64)*(m*(level*nfft/2/np.sqrt(np.sum(m**2))))
+    return rng.standard_normal(2*len(f),
+                               dtype=np.float32).view(np.complex64)*(m*(level*nfft/2/np.sqrt(np.sum(m**2))))
 
-# %% ../nbs/04_synth.ipynb #3d65fece
+# %% ../nbs/04_synth.ipynb #13348864
 def hum(rng:np.random.Generator, n:int, level:float)->np.ndarray:
     "Mains hum (50 or 60 Hz and two harmonics) of RMS about `level`."
-    t = np.arange(n, dtype=np.float32)/SR; f0 = rng.choice([50., 60.])
+    t = np.arange(n, dtype=np.float32)/SR
+    f0 = rng.choice([50., 60.])
     return (level/0.8)*sum(np.sin(2*np.pi*k*f0*t + rng.uniform(0, 6.3))/k for k in (1, 2, 3)).astype(np.float32)
 
 # %% ../nbs/04_synth.ipynb #598722c6
@@ -159,10 +164,15 @@ def handling(rng:np.random.Generator, n:int, rate_per_10s:float=0.6, scale:float
     "Handling noise: low-frequency thumps and broadband rubs at random times (`rate_per_10s` on average), peak ~`scale`."
     out = np.zeros(n, np.float32)
     for _ in range(rng.poisson(rate_per_10s*n/SR/10)):
-        L = int(SR*rng.uniform(0.05, 0.35)); s = rng.integers(0, max(1, n - L)); u = np.arange(L, dtype=np.float32)/L
+        L = int(SR*rng.uniform(0.05, 0.35))
+        s = rng.integers(0, max(1, n - L))
+        u = np.arange(L, dtype=np.float32)/L
         fr = freqs(fast_len(L))
-        if rng.random() < 0.6: e = shaped_noise(rng, band_mag(fr, 10, rng.uniform(60, 250), 2), L)*np.exp(-5*u)     # thump
-        else: e = shaped_noise(rng, band_mag(fr, 200, rng.uniform(1500, 5000), 1), L)*np.sin(np.pi*u)             # rub
+        if rng.random() < 0.6:
+            e = shaped_noise(rng, band_mag(fr, 10, rng.uniform(60, 250), 2), L)*np.exp(-5*u)     # thump
+        else:
+            e = shaped_noise(rng, band_mag(fr, 200, rng.uniform(1500, 5000), 1),
+                             L)*np.sin(np.pi*u)             # rub
         out[s:s + L] += scale*rng.uniform(1, 6)*e
     return out
 
@@ -170,44 +180,51 @@ def handling(rng:np.random.Generator, n:int, rate_per_10s:float=0.6, scale:float
 def finish(rng:np.random.Generator, x:np.ndarray, mag:np.ndarray, noise_rms:float, bg_alpha=None, p_hum:float=0.2,
            handling_rate:float=0.6)->np.ndarray:
     "Add handling noise, hum and background to `x`, apply the device response `mag`, a noise floor and a random gain."
-    n = len(x); nfft = 2*(len(mag) - 1)
+    n = len(x)
+    nfft = 2*(len(mag) - 1)
     x = x + handling(rng, n, handling_rate, rms(x))
     if rng.random() < p_hum: x = x + hum(rng, n, noise_rms*rng.uniform(0.2, 1.5))
     y = sfft.irfft((sfft.rfft(x, nfft) + background_spec(rng, freqs(nfft), noise_rms, bg_alpha))*mag, nfft)[:n]
     y = y + 10**rng.uniform(-3.5, -2.5)*rms(y)*rng.standard_normal(n, dtype=np.float32)
     return np.clip(y*(10**rng.uniform(-2.2, -0.9)/rms(y)), -1, 1).astype(np.float32)
 
-# %% ../nbs/04_synth.ipynb #1fcebfc4
+# %% ../nbs/04_synth.ipynb #f8431401
 def heart_beats(rng:np.random.Generator, dur:float, hr:float, hrv:float=0.04)->np.ndarray:
     "Beat onsets (s) covering [0, dur] at `hr` beats/min with beat-to-beat and respiratory variation."
     rr, out = 60/hr, []
     t, fr = -rng.uniform(0, rr), rng.uniform(0.2, 0.4)
     while t < dur + 0.5:
-        out.append(t); t += rr*(1 + 0.5*hrv*rng.standard_normal() + hrv*np.sin(2*np.pi*fr*t))
+        out.append(t)
+        t += rr*(1 + 0.5*hrv*rng.standard_normal() + hrv*np.sin(2*np.pi*fr*t))
     return np.array(out)
 
-# %% ../nbs/04_synth.ipynb #fce6c982
+# %% ../nbs/04_synth.ipynb #401a32c7
 def beat_timing(onsets:np.ndarray):
     "Per beat: RR interval, S1 duration, S1-to-S2 time and S2 duration (s)."
     rr = np.diff(onsets, append=2*onsets[-1] - onsets[-2])
     k = np.clip(rr/0.8, 0.6, 1.1)
     return rr, 0.1*k, 0.12 + 0.2*rr, 0.08*k
 
-# %% ../nbs/04_synth.ipynb #e34f360e
+# %% ../nbs/04_synth.ipynb #3c089f9b
 def gauss_tones(t:np.ndarray, comps)->np.ndarray:
     "Sum of Gaussian-windowed tones, each `(amplitude, centre s, width s, frequency Hz)`."
-    return sum(a*np.exp(-0.5*((t - t0)/s)**2)*np.sin(2*np.pi*f*(t - t0)) for a, t0, s, f in comps).astype(np.float32)
+    return sum(a*np.exp(-0.5*((t - t0)/s)**2)*np.sin(2*np.pi*f*(t - t0)) for a, t0, s,
+               f in comps).astype(np.float32)
 
-# %% ../nbs/04_synth.ipynb #db350787
+# %% ../nbs/04_synth.ipynb #ee867b2e
 def heart_sounds(rng:np.random.Generator, n:int, onsets:np.ndarray, s2_ratio:float=0.7, s3:float=0.):
     "S1 and S2 (and an S3 of relative size `s3`) at the beats `onsets`; returns the signal and one S1's RMS."
-    rr, d1, ts, d2 = beat_timing(onsets); k = float(np.median(d1))/0.1
-    t = np.arange(int(0.2*SR), dtype=np.float32)/SR; split = rng.uniform(0, 0.03)
+    rr, d1, ts, d2 = beat_timing(onsets)
+    k = float(np.median(d1))/0.1
+    t = np.arange(int(0.2*SR), dtype=np.float32)/SR
+    split = rng.uniform(0, 0.03)
     s1 = gauss_tones(t, [(1, 0.04*k, 0.014*k, rng.uniform(30, 55)), (0.8, (0.04 + rng.uniform(0.01, 0.03))*k, 0.012*k, rng.uniform(70, 130)),
                          (0.25, 0.05*k, 0.006, rng.uniform(150, 250))])
     s2 = gauss_tones(t, [(1, 0.03*k, 0.009*k, rng.uniform(60, 110)), (0.7, 0.03*k + split, 0.008*k, rng.uniform(130, 260))])
-    s1, s2 = s1/np.abs(s1).max(), s2/np.abs(s2).max(); j = np.exp(0.12*rng.standard_normal((2, len(onsets))))
-    x = place(n, onsets*SR, s1[None]*j[0, :, None]) + place(n, (onsets + ts)*SR, s2_ratio*s2[None]*j[1, :, None])
+    s1, s2 = s1/np.abs(s1).max(), s2/np.abs(s2).max()
+    j = np.exp(0.12*rng.standard_normal((2, len(onsets))))
+    x = place(n, onsets*SR, s1[None]*j[0, :, None]) + place(n, (onsets + ts)*SR,
+                                                            s2_ratio*s2[None]*j[1, :, None])
     if s3 > 0:
         s3k = gauss_tones(t, [(1, 0.05, 0.02, rng.uniform(20, 45))])
         x += place(n, (onsets + ts + d2 + rng.uniform(0.1, 0.16))*SR, s3*s3k/np.abs(s3k).max())
@@ -225,77 +242,90 @@ class LungDx(NamedTuple):
 
 # %% ../nbs/04_synth.ipynb #b171a6eb
 LUNG_DX = {
-    'COPD': LungDx(0.34, 0.55, 0.45, 0.5, (50, 88), 0.), 'Healthy': LungDx(0.30, 0.10, 0.06, 0.6, (18, 75), 0.5),
-    'URTI': LungDx(0.10, 0.20, 0.12, 0.5, (18, 70), 0.7), 'Pneumonia': LungDx(0.07, 0.65, 0.15, 0.3, (35, 85), 0.),
-    'Bronchiectasis': LungDx(0.07, 0.70, 0.25, 0.25, (25, 80), 0.), 'Bronchiolitis': LungDx(0.06, 0.50, 0.45, 0.5, (0.2, 3), 1.),
-    'Asthma': LungDx(0.04, 0.10, 0.70, 0.5, (18, 70), 0.3), 'LRTI': LungDx(0.02, 0.45, 0.20, 0.4, (18, 70), 0.4)}
+    'COPD': LungDx(0.34, 0.55, 0.45, 0.5, (50, 88), 0.),
+    'Healthy': LungDx(0.30, 0.10, 0.06, 0.6, (18, 75), 0.5),
+    'URTI': LungDx(0.10, 0.20, 0.12, 0.5, (18, 70), 0.7),
+    'Pneumonia': LungDx(0.07, 0.65, 0.15, 0.3, (35, 85), 0.),
+    'Bronchiectasis': LungDx(0.07, 0.70, 0.25, 0.25, (25, 80), 0.),
+    'Bronchiolitis': LungDx(0.06, 0.50, 0.45, 0.5, (0.2, 3), 1.),
+    'Asthma': LungDx(0.04, 0.10, 0.70, 0.5, (18, 70), 0.3),
+    'LRTI': LungDx(0.02, 0.45, 0.20, 0.4, (18, 70), 0.4)}
 
-# %% ../nbs/04_synth.ipynb #7a580266
+# %% ../nbs/04_synth.ipynb #4ccd0adb
 def loguniform(rng:np.random.Generator, lo:float, hi:float)->float:
     "A log-uniform draw in [lo, hi]."
     return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
 
-# %% ../nbs/04_synth.ipynb #3547f21c
+# %% ../nbs/04_synth.ipynb #35aa60d7
 def pick(rng:np.random.Generator, weights:dict):
     "A key of `weights` drawn with probability proportional to its value."
-    k = list(weights); p = np.array([weights[x] for x in k], float); return k[rng.choice(len(k), p=p/p.sum())]
+    k = list(weights)
+    p = np.array([weights[x] for x in k], float)
+    return k[rng.choice(len(k), p=p/p.sum())]
 
-# %% ../nbs/04_synth.ipynb #93a3309c
+# %% ../nbs/04_synth.ipynb #cd5e60fc
 def resp_rate(rng:np.random.Generator, age:float)->float:
     "A resting breathing rate (breaths/min) for `age` years."
     lo, hi = (30, 45) if age < 1 else (22, 34) if age < 6 else (18, 26) if age < 12 else (12, 20)
     return rng.uniform(lo, hi)
 
-# %% ../nbs/04_synth.ipynb #382ea923
+# %% ../nbs/04_synth.ipynb #2347b898
 def child_size(rng:np.random.Generator, age:float)->tuple:
     "A plausible (height cm, weight kg) for a child of `age` years."
     h = min(50 + 25*min(age, 1) + 6*max(age - 1, 0), 175)*rng.uniform(0.94, 1.06)
     return round(h, 1), round(max(2.5, 3.4 + 7*min(age, 1) + 2.6*max(age - 1, 0))*rng.uniform(0.85, 1.2), 1)
 
-# %% ../nbs/04_synth.ipynb #b5921e23
+# %% ../nbs/04_synth.ipynb #d4d5a73e
 def _lung_meta(rng, dx, age, eq):
     "ICBHI-style patient fields (the loader's names and values)."
-    child = age < 18; h, w = child_size(rng, age) if child else (None, None)
+    child = age < 18
+    h, w = child_size(rng, age) if child else (None, None)
     mode = 'multichannel' if rng.random() < (0.8 if eq.startswith('AKG') else 0.1) else 'single channel'
     return {'Acquisition_Mode': mode, 'Equipment': eq, 'Age': age, 'Sex': 'M' if rng.random() < 0.55 else 'F',
             'BMI': None if child else round(rng.uniform(17, 34), 1), 'Weight': w, 'Height': h, 'Diagnosis': dx}
 
-# %% ../nbs/04_synth.ipynb #c0f3f00e
+# %% ../nbs/04_synth.ipynb #1f16e38d
 def lung_subject(rng:np.random.Generator)->dict:
     "A synthetic ICBHI-like patient: diagnosis, demographics, device, breathing and finding probabilities."
     dx = pick(rng, {k: v.share for k, v in LUNG_DX.items()})
     ld = LUNG_DX[dx]
     age = rng.uniform(*ld.ages) if rng.random() >= ld.p_child else rng.uniform(0.2, 3) if dx == 'Bronchiolitis' else rng.uniform(0.5, 16)
-    age = round(age, 2) if age < 3 else float(int(age)); sev = rng.beta(2, 2)
-    eq = pick(rng, {'AKG C417L Microphone': .45, 'WelchAllyn Meditron': .3, '3M Littmann Classic II SE': .15, '3M Littmann 3200': .1} if dx == 'COPD'
+    age = round(age, 2) if age < 3 else float(int(age))
+    sev = rng.beta(2, 2)
+    eq = pick(rng, {'AKG C417L Microphone': .45, 'WelchAllyn Meditron': .3, '3M Littmann Classic II SE': .15,
+                    '3M Littmann 3200': .1} if dx == 'COPD'
               else {'AKG C417L Microphone': .15, 'WelchAllyn Meditron': .45, '3M Littmann Classic II SE': .2, '3M Littmann 3200': .2})
     copd = dx == 'COPD'
-    return {'meta': _lung_meta(rng, dx, age, eq), 'n_rec': int(rng.integers(2, 5)), 'p_crackle': min(0.95, ld.p_crackle*(0.5 + sev)),
+    return {'meta': _lung_meta(rng, dx, age, eq), 'n_rec': int(rng.integers(2, 5)),
+            'p_crackle': min(0.95, ld.p_crackle*(0.5 + sev)),
             'p_wheeze': min(0.95, ld.p_wheeze*(0.5 + sev)), 'p_fine': ld.p_fine,
-            'rate': resp_rate(rng, age) + (rng.uniform(1, 6) if dx in ('COPD', 'Pneumonia', 'Bronchiolitis') else 0),
+            'rate': resp_rate(rng,
+                              age) + (rng.uniform(1, 6) if dx in ('COPD', 'Pneumonia',
+                                                                  'Bronchiolitis') else 0),
             'insp_frac': rng.uniform(0.26, 0.36) if copd else rng.uniform(0.36, 0.45),
             'gain': rng.uniform(0.35, 0.9) if copd else rng.uniform(0.7, 1.2),
             'locs': [list(ICBHI_LOCATIONS)[i] for i in rng.choice(7, 7, replace=False, p=[.06] + [.94/6]*6)]}
 
-# %% ../nbs/04_synth.ipynb #a4dc1fe8
+# %% ../nbs/04_synth.ipynb #3534c725
 def _in_phase(rng, cycles, which, lo, hi, k):
     "`k` random times at fractions [lo, hi] of the inspiration (which=0) or expiration (which=1) of random `cycles`."
     c = cycles[rng.integers(0, len(cycles), k)]
     return c[:, which] + (c[:, which + 1] - c[:, which])*rng.uniform(lo, hi, k)
 
-# %% ../nbs/04_synth.ipynb #45cac941
+# %% ../nbs/04_synth.ipynb #d92c521a
 def _crackle_times(rng, cyc, dur, p_fine):
     "Times (s) of fine and coarse crackles in some of the cycles `cyc`; at least one crackle."
     sel = cyc[rng.random(len(cyc)) < rng.uniform(0.4, 1.0)]
     sel = sel if len(sel) else cyc[rng.integers(0, len(cyc), 1)]
     kind = 'fine' if rng.random() < p_fine else 'coarse' if rng.random() < 0.7 else 'both'
-    fine = _in_phase(rng, sel, 0, 0.35, 1.0, max(1, rng.poisson(rng.uniform(2, 7)*len(sel)))) if kind != 'coarse' else np.zeros(0)
+    fine = _in_phase(rng, sel, 0, 0.35, 1.0,
+                     max(1, rng.poisson(rng.uniform(2, 7)*len(sel)))) if kind != 'coarse' else np.zeros(0)
     coarse = np.zeros(0) if kind == 'fine' else np.concatenate([_in_phase(rng, sel, 0, 0, 0.6, max(1, rng.poisson(rng.uniform(1, 4)*len(sel)))),
                                                               _in_phase(rng, sel, 1, 0, 0.5, rng.poisson(0.5*len(sel)))])
     fine, coarse = [np.sort(x[(x > 0.01) & (x < dur - 0.05)]) for x in (fine, coarse)]
     return (fine, coarse) if len(fine) + len(coarse) else (np.array([rng.uniform(0.05, dur - 0.05)]), coarse)
 
-# %% ../nbs/04_synth.ipynb #e276af7f
+# %% ../nbs/04_synth.ipynb #a1604b9e
 def _wheeze_segments(rng, cyc, dur):
     "Wheezes `(start, end, f0)`: mostly expiratory, >= 0.15 s, at a patient-like pitch (120-900 Hz); at least one."
     sel = cyc[rng.random(len(cyc)) < rng.uniform(0.3, 1.0)]
@@ -305,18 +335,21 @@ def _wheeze_segments(rng, cyc, dur):
         ph = 1 if rng.random() < 0.75 else 0
         a, b = max(c[ph], 0.), min(c[ph + 1], dur)
         if b - a < 0.15: continue
-        L = max(0.15, (b - a)*rng.uniform(0.4, 0.95)); s = a + rng.uniform(0, b - a - L)
+        L = max(0.15, (b - a)*rng.uniform(0.4, 0.95))
+        s = a + rng.uniform(0, b - a - L)
         out.append((s, s + L, f0*rng.uniform(0.85, 1.15)))
-    if not out: s = rng.uniform(0, dur - 0.4); out.append((s, s + 0.3, f0))
+    if not out:
+        s = rng.uniform(0, dur - 0.4)
+        out.append((s, s + 0.3, f0))
     return out
 
-# %% ../nbs/04_synth.ipynb #7a01bf56
+# %% ../nbs/04_synth.ipynb #2bfbaa84
 def _ev(start, end, label, dur):
     "An event dict clipped to [0, dur], or None when nothing of it is inside."
     s, e = max(0., float(start)), min(float(dur), float(end))
     return {'start': round(s, 4), 'end': round(e, 4), 'label': label} if e > s else None
 
-# %% ../nbs/04_synth.ipynb #71c776a4
+# %% ../nbs/04_synth.ipynb #87e7d0b2
 def _events(evs):
     "Events without the empty ones, sorted by start."
     return sorted([e for e in evs if e], key=lambda e: (e['start'], e['label']))
@@ -324,22 +357,28 @@ def _events(evs):
 # %% ../nbs/04_synth.ipynb #3f1831f1
 def lung_clip(rng:np.random.Generator, subj:dict, k:int)->dict:
     "The spec of the `k`-th ICBHI-like recording of `subj`: duration, metadata, labels, events and render parameters."
-    dur = round(rng.uniform(6, 10), 2); loc = subj['locs'][k % 7]
+    dur = round(rng.uniform(6, 10), 2)
+    loc = subj['locs'][k % 7]
     cyc = breath_cycles(rng, dur, subj['rate']*rng.uniform(0.93, 1.07), subj['insp_frac'], 0.08)
-    inside = cyc[(cyc[:, 0] > -0.5) & (cyc[:, 1] < dur)]; inside = inside if len(inside) else cyc[:1]
+    inside = cyc[(cyc[:, 0] > -0.5) & (cyc[:, 1] < dur)]
+    inside = inside if len(inside) else cyc[:1]
     crack, wheeze = rng.random() < subj['p_crackle'], rng.random() < subj['p_wheeze']
     fine, coarse = _crackle_times(rng, inside, dur, subj['p_fine']) if crack else (np.zeros(0), np.zeros(0))
     wz = _wheeze_segments(rng, inside, dur) if wheeze else []
     m = subj['meta']
-    meta = {'Chest_Location': ICBHI_LOCATIONS[loc], 'Acquisition_Mode': m['Acquisition_Mode'], 'Equipment': m['Equipment'],
-            'Crackles': 'Yes' if crack else 'No', 'Wheezes': 'Yes' if wheeze else 'No', **{k_: m[k_] for k_ in ('Age', 'Sex', 'BMI', 'Weight', 'Height', 'Diagnosis')}}
+    meta = {'Chest_Location': ICBHI_LOCATIONS[loc], 'Acquisition_Mode': m['Acquisition_Mode'],
+            'Equipment': m['Equipment'],
+            'Crackles': 'Yes' if crack else 'No', 'Wheezes': 'Yes' if wheeze else 'No',
+            **{k_: m[k_] for k_ in ('Age', 'Sex', 'BMI', 'Weight', 'Height', 'Diagnosis')}}
     events = [_ev(a, b, 'inspiration', dur) for a, b in cyc[:, :2]] + [_ev(a, b, 'expiration', dur) for a, b in cyc[:, 1:]]
     events += [_ev(t, t + 0.012, 'fine crackle', dur) for t in fine] + [_ev(t, t + 0.03, 'coarse crackle', dur) for t in coarse]
     events += [_ev(a, b, 'wheeze', dur) for a, b, _ in wz]
-    return dict(dur=dur, meta=meta, labels={'diagnosis': m['Diagnosis'], 'crackles': int(crack), 'wheezes': int(wheeze)},
-                events=_events(events), params=dict(loc=loc, cycles=cyc, fine=fine, coarse=coarse, wheezes=wz, gain=subj['gain']))
+    return dict(dur=dur, meta=meta,
+                labels={'diagnosis': m['Diagnosis'], 'crackles': int(crack), 'wheezes': int(wheeze)},
+                events=_events(events),
+                params=dict(loc=loc, cycles=cyc, fine=fine, coarse=coarse, wheezes=wz, gain=subj['gain']))
 
-# %% ../nbs/04_synth.ipynb #b189aad1
+# %% ../nbs/04_synth.ipynb #09196dc8
 def crackles(rng:np.random.Generator, n:int, times, kind:str)->np.ndarray:
     "Unit-peak damped-sinusoid crackles at `times` (s): 'fine' 350-750 Hz / 0.8-2 ms decay, 'coarse' 100-300 Hz / 2.5-6 ms."
     if not len(times): return np.zeros(n, np.float32)
@@ -351,51 +390,60 @@ def crackles(rng:np.random.Generator, n:int, times, kind:str)->np.ndarray:
     k = k/np.abs(k).max(1, keepdims=True)*(rng.choice([-1, 1], E)*np.exp(0.35*rng.standard_normal(E)))[:, None]
     return place(n, np.asarray(times)*SR, k.astype(np.float32))
 
-# %% ../nbs/04_synth.ipynb #4550de96
+# %% ../nbs/04_synth.ipynb #1a110ea4
 def tukey(n0:int, r:float=0.25)->np.ndarray:
     "A Tukey (tapered cosine) window of `n0` samples with taper fraction `r`."
-    w = np.ones(n0, np.float32); m = max(1, int(r*n0/2))
-    ramp = 0.5*(1 - np.cos(np.pi*np.arange(m)/m)); w[:m] = ramp; w[n0 - m:] = ramp[::-1]
+    w = np.ones(n0, np.float32)
+    m = max(1, int(r*n0/2))
+    ramp = 0.5*(1 - np.cos(np.pi*np.arange(m)/m))
+    w[:m] = ramp
+    w[n0 - m:] = ramp[::-1]
     return w
 
-# %% ../nbs/04_synth.ipynb #521f9626
+# %% ../nbs/04_synth.ipynb #f78ef9a7
 def wheeze_tone(rng:np.random.Generator, n0:int, f0:float, glide:float, harm)->np.ndarray:
     "A tone of `n0` samples: f0 gliding by `glide` (fraction), slight vibrato, harmonics of amplitudes `harm`."
     u = np.arange(n0, dtype=np.float32)/max(n0 - 1, 1)
     ph = 2*np.pi*np.cumsum(f0*(1 + glide*u)*(1 + 0.01*np.sin(2*np.pi*rng.uniform(3, 8)*u*n0/SR)))/SR + rng.uniform(0, 6.3)
     return sum(a*np.sin((h + 1)*ph) for h, a in enumerate(harm)).astype(np.float32)
 
-# %% ../nbs/04_synth.ipynb #022db65f
+# %% ../nbs/04_synth.ipynb #eb9f24fb
 def render_lung(spec:dict, rng:np.random.Generator)->np.ndarray:
     "Audio of a lung clip spec: breath noise, heart sounds, crackles, wheezes, device response and noise."
-    p, n = spec['params'], n_samples(spec); f = freqs(fast_len(n)); tc = p['loc'] == 'Tc'
+    p, n = spec['params'], n_samples(spec)
+    f = freqs(fast_len(n))
+    tc = p['loc'] == 'Tc'
     mag = band_mag(f, 80*rng.uniform(0.8, 1.2), rng.uniform(700, 1300) if tc else rng.uniform(220, 450), 2)
-    C = len(p['cycles']); ai = np.exp(0.15*rng.standard_normal(C)); ae = ai*(rng.uniform(0.7, 1.0) if tc else rng.uniform(0.3, 0.6))
+    C = len(p['cycles'])
+    ai = np.exp(0.15*rng.standard_normal(C))
+    ae = ai*(rng.uniform(0.7, 1.0) if tc else rng.uniform(0.3, 0.6))
     x = shaped_noise(rng, mag, n)*breath_env(n, p['cycles'], ai, ae)
-    b = rms(x); x *= p['gain']                              # findings and noise are relative to a normal breath level b
+    b = rms(x)
+    x *= p['gain']                              # findings and noise are relative to a normal breath level b
     hs, _ = heart_sounds(rng, n, heart_beats(rng, n/SR, rng.uniform(60, 100)), rng.uniform(0.5, 1))
     x += hs*b*(rng.uniform(0, 0.4) if tc else rng.uniform(0.3, 1.5))
     x += loguniform(rng, 3, 15)*b*(crackles(rng, n, p['fine'], 'fine') + crackles(rng, n, p['coarse'], 'coarse'))
     wl = loguniform(rng, 0.4, 4.0)
     for s, e, f0 in p['wheezes']:
         i0, i1 = int(s*SR), int(e*SR)
-        x[i0:i1] += wl*b*tukey(i1 - i0)*wheeze_tone(rng, i1 - i0, f0, rng.uniform(-0.2, 0.2), [1, rng.uniform(0.2, 0.6), rng.uniform(0.05, 0.3)])
+        x[i0:i1] += wl*b*tukey(i1 - i0)*wheeze_tone(rng, i1 - i0, f0, rng.uniform(-0.2, 0.2),
+                                                    [1, rng.uniform(0.2, 0.6), rng.uniform(0.05, 0.3)])
     dev = EQUIPMENT[spec['meta']['Equipment']]
     mag = device_mag(rng, f, *dev[:6])
     return finish(rng, x, mag, dev.noise*b*10**(-rng.uniform(6, 25)/20), p_hum=0.3 if dev.noise > 1 else 0.1)
 
-# %% ../nbs/04_synth.ipynb #55b37d59
+# %% ../nbs/04_synth.ipynb #29d6ec79
 def n_samples(spec:dict)->int:
     "Number of samples of a clip spec's audio."
     return int(round(spec['dur']*SR))
 
-# %% ../nbs/04_synth.ipynb #d88189f7
+# %% ../nbs/04_synth.ipynb #d8dc6c81
 class Share(NamedTuple):
     "A vocabulary value's share and the range (Hz, years, relative RMS...) it sets."
     share: float
     span: tuple
 
-# %% ../nbs/04_synth.ipynb #e6c9286b
+# %% ../nbs/04_synth.ipynb #f1d24321
 class AgeGroup(NamedTuple):
     "A CirCor age group: its share, heart rate range (beats/min) and age range (years)."
     share: float
@@ -404,47 +452,56 @@ class AgeGroup(NamedTuple):
 
 # %% ../nbs/04_synth.ipynb #f8404f36
 VALVES = ('AV', 'PV', 'TV', 'MV')
-CIRCOR_AGE = {'Neonate': AgeGroup(0.07, (120, 160), (0, 0.08)), 'Infant': AgeGroup(0.13, (100, 150), (0.1, 1.9)),
+CIRCOR_AGE = {'Neonate': AgeGroup(0.07, (120, 160), (0, 0.08)),
+              'Infant': AgeGroup(0.13, (100, 150), (0.1, 1.9)),
               'Child': AgeGroup(0.68, (70, 120), (2, 11)), 'Adolescent': AgeGroup(0.08, (60, 100), (12, 18)),
               None: AgeGroup(0.04, (60, 100), (19, 35))}
 SYS_TIMING = {'Holosystolic': Share(0.5, (0, 1)), 'Early-systolic': Share(0.25, (0, 0.5)),    # span: part of systole
               'Mid-systolic': Share(0.15, (0.25, 0.75)), 'Late-systolic': Share(0.1, (0.5, 1))}
 SHAPES = {'Plateau': .45, 'Decrescendo': .25, 'Diamond': .2, 'Crescendo': .1}
-PITCH = {'Low': Share(.45, (30, 150)), 'Medium': Share(.35, (60, 300)), 'High': Share(.2, (150, 600))}   # span: band (Hz)
+PITCH = {'Low': Share(.45, (30, 150)), 'Medium': Share(.35, (60, 300)),
+         'High': Share(.2, (150, 600))}   # span: band (Hz)
 QUALITY = {'Harsh': .5, 'Blowing': .45, 'Musical': .05}
-GRADE_SYS = {'I/VI': Share(.5, (0.15, 0.35)), 'II/VI': Share(.3, (0.3, 0.6)), 'III/VI': Share(.2, (0.5, 1.0))}  # span: RMS / S1
+GRADE_SYS = {'I/VI': Share(.5, (0.15, 0.35)), 'II/VI': Share(.3, (0.3, 0.6)),
+             'III/VI': Share(.2, (0.5, 1.0))}  # span: RMS / S1
 GRADE_DIA = {'I/IV': Share(.4, (0.15, 0.35)), 'II/IV': Share(.4, (0.3, 0.6)), 'III/IV': Share(.2, (0.5, 1.0))}
 
-# %% ../nbs/04_synth.ipynb #5578d8c0
+# %% ../nbs/04_synth.ipynb #183c3ad7
 _MURMUR_FIELDS = [f'{p} murmur {q}' for p in ('Systolic', 'Diastolic') for q in ('timing', 'shape', 'grading', 'pitch', 'quality')]
 
-# %% ../nbs/04_synth.ipynb #d4ab81a9
+# %% ../nbs/04_synth.ipynb #3d0839c6
 def _w(d): return {k: getattr(v, 'share', v) for k, v in d.items()}
 
 # %% ../nbs/04_synth.ipynb #728611a3
 def murmur_fields(rng:np.random.Generator, prefix:str='Systolic')->dict:
     "The five CirCor fields (timing, shape, grading, pitch, quality) of one systolic or diastolic murmur."
     if prefix == 'Diastolic':
-        return dict(zip(_MURMUR_FIELDS[5:], ('Early-diastolic', 'Decrescendo', pick(rng, _w(GRADE_DIA)), 'High', 'Blowing')))
+        return dict(zip(_MURMUR_FIELDS[5:],
+                        ('Early-diastolic', 'Decrescendo', pick(rng, _w(GRADE_DIA)), 'High', 'Blowing')))
     timing, shape = pick(rng, _w(SYS_TIMING)), pick(rng, SHAPES)
     if timing != 'Holosystolic' and shape == 'Plateau' and rng.random() < 0.5: shape = 'Diamond'
-    return dict(zip(_MURMUR_FIELDS[:5], (timing, shape, pick(rng, _w(GRADE_SYS)), pick(rng, _w(PITCH)), pick(rng, QUALITY))))
+    return dict(zip(_MURMUR_FIELDS[:5],
+                    (timing, shape, pick(rng, _w(GRADE_SYS)), pick(rng, _w(PITCH)), pick(rng, QUALITY))))
 
-# %% ../nbs/04_synth.ipynb #8d872027
+# %% ../nbs/04_synth.ipynb #af04499d
 def _circor_meta(rng, age, sex, murmur):
     "CirCor patient fields in the loader's order, murmur fields empty."
     yrs = rng.uniform(*CIRCOR_AGE[age].years)
     h, w = child_size(rng, yrs)
-    meta = {'Age': age, 'Sex': sex, 'Height': h, 'Weight': w, 'Pregnancy status': age is None and sex == 'Female' and rng.random() < 0.9,
-            'Murmur': murmur, 'Murmur locations': None, 'Most audible location': None, **dict.fromkeys(_MURMUR_FIELDS)}
+    meta = {'Age': age, 'Sex': sex, 'Height': h, 'Weight': w,
+            'Pregnancy status': age is None and sex == 'Female' and rng.random() < 0.9,
+            'Murmur': murmur, 'Murmur locations': None, 'Most audible location': None,
+            **dict.fromkeys(_MURMUR_FIELDS)}
     return meta, yrs
 
-# %% ../nbs/04_synth.ipynb #21387294
+# %% ../nbs/04_synth.ipynb #f592d9f5
 def heart_subject(rng:np.random.Generator)->dict:
     "A synthetic CirCor-like patient: demographics, heart rate, recorded valves, murmur (described or hidden) and outcome."
-    age = pick(rng, _w(CIRCOR_AGE)); sex = 'Female' if rng.random() < 0.52 else 'Male'
+    age = pick(rng, _w(CIRCOR_AGE))
+    sex = 'Female' if rng.random() < 0.52 else 'Male'
     locs = [VALVES[i] for i in sorted(rng.choice(4, int(rng.choice([2, 3, 4], p=[.15, .25, .6])), replace=False))]
-    murmur = pick(rng, {'Absent': .68, 'Present': .25, 'Unknown': .07}); meta, yrs = _circor_meta(rng, age, sex, murmur)
+    murmur = pick(rng, {'Absent': .68, 'Present': .25, 'Unknown': .07})
+    meta, yrs = _circor_meta(rng, age, sex, murmur)
     audible = murmur == 'Present' or (murmur == 'Unknown' and rng.random() < 0.5)
     most = locs[rng.integers(len(locs))] if audible else None
     mlocs = [l for l in locs if l == most or rng.random() < 0.6] if audible else []
@@ -453,44 +510,53 @@ def heart_subject(rng:np.random.Generator)->dict:
         if rng.random() < 0.03: desc.update(murmur_fields(rng, 'Diastolic'))
         meta.update({'Murmur locations': '+'.join(mlocs), 'Most audible location': most, **desc})
     elif audible: desc['Systolic murmur grading'] = 'I/VI'          # an undescribed, faint murmur
-    meta.update({'Outcome': 'Abnormal' if rng.random() < {'Present': .75, 'Absent': .38, 'Unknown': .5}[murmur] else 'Normal',
+    meta.update({'Outcome': 'Abnormal' if rng.random() < {'Present': .75, 'Absent': .38,
+                                                          'Unknown': .5}[murmur] else 'Normal',
                  'Campaign': 'CC2015' if rng.random() < .6 else 'CC2014'})
     return {'meta': meta, 'n_rec': len(locs), 'locs': locs, 'murmur_locs': mlocs, 'most': most, 'desc': desc,
-            'hr': rng.uniform(*CIRCOR_AGE[age].hr), 's3': rng.uniform(0.15, 0.4) if yrs < 16 and rng.random() < 0.25 else 0., 'noisy': murmur == 'Unknown'}
+            'hr': rng.uniform(*CIRCOR_AGE[age].hr),
+            's3': rng.uniform(0.15, 0.4) if yrs < 16 and rng.random() < 0.25 else 0.,
+            'noisy': murmur == 'Unknown'}
 
-# %% ../nbs/04_synth.ipynb #bb7188a0
+# %% ../nbs/04_synth.ipynb #031de1e2
 SHAPE_FN = {'Plateau': lambda u: np.ones_like(u), 'Crescendo': lambda u: 0.15 + 0.85*u,
             'Decrescendo': lambda u: 1 - 0.85*u, 'Diamond': lambda u: 1 - 0.85*np.abs(2*u - 1)}
 
-# %% ../nbs/04_synth.ipynb #b6fe1536
+# %% ../nbs/04_synth.ipynb #b1f86a7c
 def murmur_segments(onsets:np.ndarray, desc:dict, prefix:str='Systolic'):
     "Per-beat (starts, ends) in seconds of the systolic or diastolic murmur described by `desc`."
     rr, d1, ts, d2 = beat_timing(onsets)
-    if prefix == 'Systolic': (a, b), g0, g1 = SYS_TIMING[desc['Systolic murmur timing']].span, onsets + d1, onsets + ts
+    if prefix == 'Systolic':
+        (a, b), g0, g1 = SYS_TIMING[desc['Systolic murmur timing']].span, onsets + d1, onsets + ts
     else: (a, b), g0, g1 = (0, 0.45), onsets + ts + d2, onsets + rr
     return g0 + a*(g1 - g0), g0 + b*(g1 - g0)
 
-# %% ../nbs/04_synth.ipynb #79a3bc30
+# %% ../nbs/04_synth.ipynb #10fe0cf3
 def shaped_env(n:int, starts, ends, shape:str, ramp:float=0.008)->np.ndarray:
     "Envelope of `n` samples: `shape` ('Plateau', 'Crescendo', ...) inside each [start, end), zero elsewhere, `ramp` s edges."
     t = np.arange(n, dtype=np.float32)/SR
     b = np.clip(np.searchsorted(starts, t, 'right') - 1, 0, None)
-    L = np.maximum(ends[b] - starts[b], 1e-3); u = (t - starts[b])/L
+    L = np.maximum(ends[b] - starts[b], 1e-3)
+    u = (t - starts[b])/L
     w = SHAPE_FN[shape](np.clip(u, 0, 1))*((u >= 0) & (u <= 1))
     return (w*np.clip(np.minimum(u, 1 - u)*L/ramp, 0, 1)).astype(np.float32)
 
 # %% ../nbs/04_synth.ipynb #4f1f2eed
 def heart_clip(rng:np.random.Generator, subj:dict, k:int)->dict:
     "The spec of the recording of `subj` at its `k`-th valve: beats, murmur loudness there, metadata, labels, events."
-    dur = round(rng.uniform(5, 10), 2); loc = subj['locs'][k]
+    dur = round(rng.uniform(5, 10), 2)
+    loc = subj['locs'][k]
     onsets = heart_beats(rng, dur, subj['hr']*rng.uniform(0.95, 1.05))
     fac = (0. if not subj['desc'] else rng.uniform(0.85, 1) if loc == subj['most'] else
            rng.uniform(0.4, 0.8) if loc in subj['murmur_locs'] else rng.uniform(0.15, 0.3))
     rr, d1, ts, d2 = beat_timing(onsets)
-    events = [_ev(o, o + a, 'S1', dur) for o, a in zip(onsets, d1)] + [_ev(o + t, o + t + b, 'S2', dur) for o, t, b in zip(onsets, ts, d2)]
+    events = [_ev(o, o + a, 'S1', dur) for o,
+              a in zip(onsets, d1)] + [_ev(o + t, o + t + b, 'S2', dur) for o, t, b in zip(onsets, ts, d2)]
     if subj['meta']['Murmur'] == 'Present' and loc in subj['murmur_locs']:
         for p in ('Systolic', 'Diastolic'):
-            if subj['desc'].get(f'{p} murmur timing'): events += [_ev(a, b, f'{p.lower()} murmur', dur) for a, b in zip(*murmur_segments(onsets, subj['desc'], p))]
+            if subj['desc'].get(f'{p} murmur timing'):
+                events += [_ev(a, b, f'{p.lower()} murmur', dur) for a,
+                           b in zip(*murmur_segments(onsets, subj['desc'], p))]
     meta = {**subj['meta'], 'Recording location': loc}
     return dict(dur=dur, meta=meta, labels={'murmur': meta['Murmur'], 'outcome': meta['Outcome']}, events=_events(events),
                 params=dict(onsets=onsets, loc=loc, fac=fac, desc=subj['desc'], s3=subj['s3'], noisy=subj['noisy']))
@@ -501,19 +567,24 @@ def murmur_source(rng:np.random.Generator, f, n:int, pitch:str, quality:str)->np
     lo, hi = PITCH[pitch].span
     lo, hi = lo*rng.uniform(0.8, 1.2), hi*rng.uniform(0.8, 1.2)
     if quality == 'Musical':
-        t = np.arange(n, dtype=np.float32)/SR; f0 = np.sqrt(lo*hi)*rng.uniform(0.8, 1.2)
+        t = np.arange(n, dtype=np.float32)/SR
+        f0 = np.sqrt(lo*hi)*rng.uniform(0.8, 1.2)
         x = sum(np.sin(2*np.pi*h*f0*t + rng.uniform(0, 6.3))/h**1.5 for h in range(1, 5)).astype(np.float32)
         x = x/rms(x) + 0.3*shaped_noise(rng, band_mag(f, lo, hi, 2), n)
     else:
         x = shaped_noise(rng, band_mag(f, lo, hi*(1.6 if quality == 'Harsh' else 1), 2), n)
-        if quality == 'Harsh': x = x*(1 + 0.7*np.sin(2*np.pi*rng.uniform(25, 60)*np.arange(n, dtype=np.float32)/SR))
+        if quality == 'Harsh':
+            x = x*(1 + 0.7*np.sin(2*np.pi*rng.uniform(25, 60)*np.arange(n, dtype=np.float32)/SR))
     return x/rms(x)
 
 # %% ../nbs/04_synth.ipynb #319c7d78
 def render_heart(spec:dict, rng:np.random.Generator)->np.ndarray:
     "Audio of a heart clip spec: S1/S2 (S3), murmurs by timing, shape, grade, pitch and quality, breathing, device, noise."
-    p, n = spec['params'], n_samples(spec); f = freqs(fast_len(n)); on, d = p['onsets'], p['desc']
-    x, s1 = heart_sounds(rng, n, on, rng.uniform(0.8, 1.2) if p['loc'] in ('AV', 'PV') else rng.uniform(0.4, 0.75), p['s3'])
+    p, n = spec['params'], n_samples(spec)
+    f = freqs(fast_len(n))
+    on, d = p['onsets'], p['desc']
+    x, s1 = heart_sounds(rng, n, on,
+                         rng.uniform(0.8, 1.2) if p['loc'] in ('AV', 'PV') else rng.uniform(0.4, 0.75), p['s3'])
     for pre, grades in (('Systolic', GRADE_SYS), ('Diastolic', GRADE_DIA)):
         if p['fac'] <= 0 or not d.get(f'{pre} murmur timing'): continue
         env = shaped_env(n, *murmur_segments(on, d, pre), d[f'{pre} murmur shape'])
@@ -522,7 +593,8 @@ def render_heart(spec:dict, rng:np.random.Generator)->np.ndarray:
     cyc = breath_cycles(rng, n/SR, rng.uniform(18, 40), 0.4, 0.1)
     x += s1*rng.uniform(0.02, 0.2)*shaped_noise(rng, band_mag(f, 80, 500, 2), n)*breath_env(n, cyc, np.ones(len(cyc)), np.full(len(cyc), 0.5))
     snr = rng.uniform(0, 12) if p['noisy'] else rng.uniform(12, 32)
-    return finish(rng, x, device_mag(rng, f, 20, 1800, 5, 110, 3, 2000), s1*10**(-snr/20), handling_rate=1.5 if p['noisy'] else 0.7)
+    return finish(rng, x, device_mag(rng, f, 20, 1800, 5, 110, 3, 2000), s1*10**(-snr/20),
+                  handling_rate=1.5 if p['noisy'] else 0.7)
 
 # %% ../nbs/04_synth.ipynb #7040d050
 class CoughStatus(NamedTuple):
@@ -541,66 +613,88 @@ COUGH_STATUS = {
     'symptomatic': CoughStatus(.2, .3, .3, .5, (0.9, 1.4), (2500, 6000), (-2, 2)),
     'COVID-19': CoughStatus(.3, .15, .5, .3, (1.0, 1.6), (4000, 7500), (-0.5, 3))}
 
-# %% ../nbs/04_synth.ipynb #d2ff1397
+# %% ../nbs/04_synth.ipynb #ecd4a017
 def cough_subject(rng:np.random.Generator)->dict:
     "A synthetic COUGHVID-like participant: status, demographics, voice, vocal tract and cough character."
     status = pick(rng, _w(COUGH_STATUS))
     cs = COUGH_STATUS[status]
     gender = pick(rng, {'male': .6, 'female': .38, 'other': .02})
     resp = bool(rng.random() < cs.p_resp)
-    meta = {'age': float(int(np.clip(rng.normal(36, 13), 15, 85))), 'gender': gender, 'respiratory_condition': str(resp),
+    meta = {'age': float(int(np.clip(rng.normal(36, 13), 15, 85))), 'gender': gender,
+            'respiratory_condition': str(resp),
             'fever_muscle_pain': str(bool(rng.random() < cs.p_fever)), 'status': status}
-    f0 = rng.uniform(90, 150) if gender == 'male' else rng.uniform(160, 250) if gender == 'female' else rng.uniform(110, 230)
-    return {'meta': meta, 'n_rec': int(rng.integers(1, 4)), 'f0': f0, 'formants': (rng.uniform(450, 850), rng.uniform(1100, 2000), rng.uniform(2300, 3100)),
-            'p_voiced': cs.p_voiced, 'decay': rng.uniform(*cs.decay), 'hf': rng.uniform(*cs.hf), 'tilt': rng.uniform(*cs.tilt),
-            'wet': resp or (status == 'symptomatic' and rng.random() < 0.4), 'rate': 2.6 if status == 'COVID-19' else 2.0}
+    f0 = rng.uniform(90, 150) if gender == 'male' else rng.uniform(160,
+                                                                   250) if gender == 'female' else rng.uniform(110, 230)
+    return {'meta': meta, 'n_rec': int(rng.integers(1, 4)), 'f0': f0,
+            'formants': (rng.uniform(450, 850), rng.uniform(1100, 2000), rng.uniform(2300, 3100)),
+            'p_voiced': cs.p_voiced, 'decay': rng.uniform(*cs.decay), 'hf': rng.uniform(*cs.hf),
+            'tilt': rng.uniform(*cs.tilt),
+            'wet': resp or (status == 'symptomatic' and rng.random() < 0.4),
+            'rate': 2.6 if status == 'COVID-19' else 2.0}
 
-# %% ../nbs/04_synth.ipynb #038b2a3c
+# %% ../nbs/04_synth.ipynb #5ab11740
 def cough_clip(rng:np.random.Generator, subj:dict, k:int)->dict:
     "The spec of one COUGHVID-like recording: coughs in bouts (onset, length, voiced, decay), metadata, labels, events."
-    dur = round(rng.uniform(3, 10), 2); t = rng.uniform(0.2, 1.2); coughs = []
+    dur = round(rng.uniform(3, 10), 2)
+    t = rng.uniform(0.2, 1.2)
+    coughs = []
     for _ in range(max(1, rng.poisson(subj['rate']))):
-        tau = subj['decay']*rng.uniform(0.05, 0.085); L = rng.uniform(0.02, 0.05) + 3*tau
+        tau = subj['decay']*rng.uniform(0.05, 0.085)
+        L = rng.uniform(0.02, 0.05) + 3*tau
         if t + L > dur - 0.05: break
         coughs.append((t, L, bool(rng.random() < subj['p_voiced']), tau))
         t += L + (rng.uniform(0.1, 0.5) if rng.random() < 0.7 else rng.uniform(1, 2.5))
     meta = {**subj['meta'], 'cough_detected': round(float(rng.uniform(0.8, 1.0)), 4)}
-    return dict(dur=dur, meta=meta, labels={'status': meta['status'], 'gender': meta['gender']}, events=_events(_ev(s, s + L, 'cough', dur) for s, L, *_ in coughs),
-                params=dict(coughs=coughs, **{k_: subj[k_] for k_ in ('f0', 'formants', 'hf', 'wet', 'tilt')}))
+    return dict(dur=dur, meta=meta, labels={'status': meta['status'], 'gender': meta['gender']},
+                events=_events(_ev(s, s + L, 'cough', dur) for s, L, *_ in coughs),
+                params=dict(coughs=coughs,
+                            **{k_: subj[k_] for k_ in ('f0', 'formants', 'hf', 'wet', 'tilt')}))
 
-# %% ../nbs/04_synth.ipynb #d1bfb82a
+# %% ../nbs/04_synth.ipynb #d772f692
 def formant_mag(f, formants, db:float=12)->np.ndarray:
     "A vocal-tract-like response: a resonance of `db` dB at each formant frequency."
     m = np.ones_like(f)
     for F in formants: m = m*peak_mag(f, F, db, 4)
     return m
 
-# %% ../nbs/04_synth.ipynb #211805b5
+# %% ../nbs/04_synth.ipynb #fa181d71
 def one_cough(rng:np.random.Generator, L:float, voiced:bool, tau:float, p:dict)->np.ndarray:
     "One unit-peak cough of `L` s: explosive burst, turbulent phase decaying with `tau` s, optional voiced phase."
-    n0 = int(L*SR); f = freqs(fast_len(n0)); t = np.arange(n0, dtype=np.float32)/SR
+    n0 = int(L*SR)
+    f = freqs(fast_len(n0))
+    t = np.arange(n0, dtype=np.float32)/SR
     fm = formant_mag(f, [F*rng.uniform(0.93, 1.07) for F in p['formants']])*tilt_mag(f, p['tilt'], 1000)
-    x = shaped_noise(rng, band_mag(f, 150, 6000, 2)*fm, n0)*(1 - np.exp(-t/0.002))*np.exp(-t/rng.uniform(0.01, 0.025))
-    turb = shaped_noise(rng, band_mag(f, 250, p['hf']*rng.uniform(0.85, 1.15), 2)*fm, n0)*np.exp(-t/tau)*(1 - np.exp(-t/0.01))
+    x = shaped_noise(rng, band_mag(f, 150, 6000, 2)*fm,
+                     n0)*(1 - np.exp(-t/0.002))*np.exp(-t/rng.uniform(0.01, 0.025))
+    turb = shaped_noise(rng, band_mag(f, 250, p['hf']*rng.uniform(0.85, 1.15), 2)*fm,
+                        n0)*np.exp(-t/tau)*(1 - np.exp(-t/0.01))
     if p['wet']: turb = turb*(1 + 1.5*np.abs(shaped_noise(rng, band_mag(f, 15, 60, 2), n0)))
     x = x + rng.uniform(0.3, 0.6)*turb
     if voiced:
-        a = int(rng.uniform(0.03, 0.1)*SR); m = n0 - a
-        ph = 2*np.pi*np.cumsum(p['f0']*rng.uniform(0.9, 1.1)*(1 + 0.02*rng.standard_normal(m).cumsum()/np.sqrt(np.arange(1, m + 1))))/SR
+        a = int(rng.uniform(0.03, 0.1)*SR)
+        m = n0 - a
+        ph = 2*np.pi*np.cumsum(p['f0']*rng.uniform(0.9,
+                                                   1.1)*(1 + 0.02*rng.standard_normal(m).cumsum()/np.sqrt(np.arange(1, m + 1))))/SR
         v = sum(np.interp(h*p['f0'], f, fm)/h*np.sin(h*ph) for h in range(1, 12))
         x[a:] += rng.uniform(0.15, 0.5)*v/rms(v)*tukey(m, 0.4)
     return (x/np.abs(x).max()).astype(np.float32)
 
-# %% ../nbs/04_synth.ipynb #1db8dfc4
+# %% ../nbs/04_synth.ipynb #c4aca9b7
 def render_cough(spec:dict, rng:np.random.Generator)->np.ndarray:
     "Audio of a cough clip spec: the coughs, sometimes room babble, a phone's response, room noise and gain."
-    p, n = spec['params'], n_samples(spec); f = freqs(fast_len(n)); x = np.zeros(n, np.float32)
+    p, n = spec['params'], n_samples(spec)
+    f = freqs(fast_len(n))
+    x = np.zeros(n, np.float32)
     for s, L, voiced, tau in p['coughs']:
-        c = one_cough(rng, L, voiced, tau, p)*rng.uniform(0.5, 1); i0 = int(s*SR); x[i0:i0 + len(c)] += c[:n - i0]
-    loud = np.abs(x) > 0.05; ref = rms(x[loud]) if loud.any() else rms(x)
+        c = one_cough(rng, L, voiced, tau, p)*rng.uniform(0.5, 1)
+        i0 = int(s*SR)
+        x[i0:i0 + len(c)] += c[:n - i0]
+    loud = np.abs(x) > 0.05
+    ref = rms(x[loud]) if loud.any() else rms(x)
     if rng.random() < 0.25:
         am = (0.5 + 0.5*np.sin(2*np.pi*rng.uniform(3, 6)*np.arange(n, dtype=np.float32)/SR))**2
-        x += ref*10**(-rng.uniform(8, 25)/20)*shaped_noise(rng, band_mag(f, 150, 3500, 2)*formant_mag(f, (600, 1500, 2500), 8), n)*am
+        x += ref*10**(-rng.uniform(8, 25)/20)*shaped_noise(rng,
+                                                           band_mag(f, 150, 3500, 2)*formant_mag(f, (600, 1500, 2500), 8), n)*am
     mag = band_mag(f, rng.uniform(80, 300), rng.uniform(4000, 7500), 3)*peak_mag(f, loguniform(rng, 300, 4000), rng.uniform(-6, 6), 2)
     return finish(rng, x, mag, ref*10**(-rng.uniform(12, 38)/20), handling_rate=0.4)
 
@@ -611,61 +705,74 @@ class Activity(NamedTuple):
     share: float
 
 # %% ../nbs/04_synth.ipynb #7b2b1130
-ACTIVITY = {'sitting': Activity(1.0, .35), 'standing': Activity(1.1, .25), 'slow breathing': Activity(0.6, .15),
+ACTIVITY = {'sitting': Activity(1.0, .35), 'standing': Activity(1.1, .25),
+            'slow breathing': Activity(0.6, .15),
             'after exercise': Activity(1.6, .25)}
 
-# %% ../nbs/04_synth.ipynb #28ab33c0
+# %% ../nbs/04_synth.ipynb #f9274cfb
 def breath_subject(rng:np.random.Generator)->dict:
     "A synthetic NoseMic-like participant: resting rate, nasal noise band, microphone."
     return {'meta': {}, 'n_rec': int(rng.integers(3, 6)), 'rate': rng.uniform(10, 18),
-            'band': (rng.uniform(200, 600), rng.uniform(1500, 3500)), 'device': (rng.uniform(80, 200), rng.uniform(4000, 7000))}
+            'band': (rng.uniform(200, 600), rng.uniform(1500, 3500)),
+            'device': (rng.uniform(80, 200), rng.uniform(4000, 7000))}
 
-# %% ../nbs/04_synth.ipynb #5961041d
+# %% ../nbs/04_synth.ipynb #3c0961a8
 def breath_clip(rng:np.random.Generator, subj:dict, k:int)->dict:
     "The spec of one breathing recording: activity, cycles and the realised breathing rate (label `rr`)."
     dur = round(rng.uniform(8, 10), 2)
     act = pick(rng, {a: v.share for a, v in ACTIVITY.items()})
     rate = float(np.clip(subj['rate']*ACTIVITY[act].rate*rng.uniform(0.9, 1.1), 6, 40))
     cyc = breath_cycles(rng, dur, rate, rng.uniform(0.35, 0.5), 0.12, (0, 0.25))
-    st = cyc[:, 0]; per = np.diff(np.append(st, st[-1] + 60/rate))[(st > -0.5*60/rate) & (st < dur)]
+    st = cyc[:, 0]
+    per = np.diff(np.append(st, st[-1] + 60/rate))[(st > -0.5*60/rate) & (st < dur)]
     rr = round(float(60/np.mean(per)), 2)
     events = [_ev(a, b, 'inspiration', dur) for a, b in cyc[:, :2]] + [_ev(a, b, 'expiration', dur) for a, b in cyc[:, 1:]]
     return dict(dur=dur, meta={'Breathing rate': round(rr, 1), 'Activity': act}, labels={'rr': rr}, events=_events(events),
                 params=dict(cycles=cyc, band=subj['band'], device=subj['device'], act=act))
 
-# %% ../nbs/04_synth.ipynb #cca98e7e
+# %% ../nbs/04_synth.ipynb #eaaa40eb
 def render_breath(spec:dict, rng:np.random.Generator)->np.ndarray:
     "Audio of a breathing clip spec: nasal airflow noise per phase, microphone rumble, heart after exercise, noise."
-    p, n = spec['params'], n_samples(spec); f = freqs(fast_len(n)); cyc = p['cycles']; C = len(cyc); z = np.zeros(C)
-    ai = np.exp(0.2*rng.standard_normal(C)); ae = ai*rng.uniform(0.5, 1.1, C); lo, hi = p['band']
+    p, n = spec['params'], n_samples(spec)
+    f = freqs(fast_len(n))
+    cyc = p['cycles']
+    C = len(cyc)
+    z = np.zeros(C)
+    ai = np.exp(0.2*rng.standard_normal(C))
+    ae = ai*rng.uniform(0.5, 1.1, C)
+    lo, hi = p['band']
     x = shaped_noise(rng, band_mag(f, lo, hi, 2), n)*breath_env(n, cyc, ai, z)
     x += shaped_noise(rng, band_mag(f, 0.6*lo, 0.5*hi, 2), n)*breath_env(n, cyc, z, ae)
     x += rng.uniform(0, 1.2)*shaped_noise(rng, band_mag(f, 20, 150, 2), n)*(breath_env(n, cyc, ai, ae))**2
     b = rms(x)
-    if p['act'] == 'after exercise': x += b*rng.uniform(0.2, 1)*heart_sounds(rng, n, heart_beats(rng, n/SR, rng.uniform(90, 130)))[0]
+    if p['act'] == 'after exercise':
+        x += b*rng.uniform(0.2, 1)*heart_sounds(rng, n, heart_beats(rng, n/SR, rng.uniform(90, 130)))[0]
     mag = band_mag(f, *p['device'], 2)*peak_mag(f, loguniform(rng, 200, 3000), rng.uniform(-6, 6), 2)
     return finish(rng, x, mag, b*10**(-rng.uniform(0, 20)/20), handling_rate=1.0)
 
-# %% ../nbs/04_synth.ipynb #8e6720d2
+# %% ../nbs/04_synth.ipynb #09865404
 def allocate(n:int, mix:dict)->dict:
     "Split `n` clips over the modalities in proportion to `mix` (largest remainder)."
-    w = np.array([mix.get(m, 0) for m in SYNTH_MODALITIES], float); q = n*w/w.sum(); c = np.floor(q).astype(int)
+    w = np.array([mix.get(m, 0) for m in SYNTH_MODALITIES], float)
+    q = n*w/w.sum()
+    c = np.floor(q).astype(int)
     for i in np.argsort(-(q - c), kind='stable')[:n - c.sum()]: c[i] += 1
     return dict(zip(SYNTH_MODALITIES, c.tolist()))
 
-# %% ../nbs/04_synth.ipynb #138f0c43
+# %% ../nbs/04_synth.ipynb #d2406b7d
 _BLOCK = ('train',)*7 + ('val',) + ('test',)*2
 
-# %% ../nbs/04_synth.ipynb #b1016b5b
+# %% ../nbs/04_synth.ipynb #dc29fb5f
 def block_split(seed:int, mi:int, j:int)->str:
     "Split of subject `j` of modality index `mi`: 7/1/2 train/val/test in every block of ten subjects."
     return _BLOCK[np.random.default_rng([seed, mi, j//10, 99]).permutation(10)[j % 10]]
 
-# %% ../nbs/04_synth.ipynb #1043d744
+# %% ../nbs/04_synth.ipynb #08310799
 _GEN = {'lung': (lung_subject, lung_clip, render_lung), 'heart': (heart_subject, heart_clip, render_heart),
-        'cough': (cough_subject, cough_clip, render_cough), 'breath': (breath_subject, breath_clip, render_breath)}
+        'cough': (cough_subject, cough_clip, render_cough),
+        'breath': (breath_subject, breath_clip, render_breath)}
 
-# %% ../nbs/04_synth.ipynb #5ba80280
+# %% ../nbs/04_synth.ipynb #0568ec43
 def _check_mix(mix)->dict:
     "A validated modality mix (dict modality -> non-negative weight; a list of modalities means equal weights)."
     if mix is None: return dict(DEFAULT_MIX)
@@ -677,47 +784,55 @@ def _check_mix(mix)->dict:
         raise ConfigError(f"mix weights must be non-negative numbers with a positive sum, got {mix}")
     return dict(mix)
 
-# %% ../nbs/04_synth.ipynb #323d39c8
+# %% ../nbs/04_synth.ipynb #7d3b6130
 def plan_corpus(n:int, # number of clips
                 seed:int=0, # same seed, same corpus
                 mix:dict|None=None, # share of each modality (default `DEFAULT_MIX`)
                )->list[dict]:
     "The clip specs of a corpus: id stem, subject, modality, split, metadata, labels, events and render parameters (no audio)."
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0: raise ConfigError(f"n must be a positive integer (number of clips), got {n!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0: raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+        raise ConfigError(f"n must be a positive integer (number of clips), got {n!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     counts, out = allocate(int(n), _check_mix(mix)), []
     for mi, m in enumerate(SYNTH_MODALITIES):
         left, j = counts[m], 0
         while left > 0:
-            rng = np.random.default_rng([seed, mi, j]); subj = _GEN[m][0](rng); sid = f'{m}_{j:04d}'
+            rng = np.random.default_rng([seed, mi, j])
+            subj = _GEN[m][0](rng)
+            sid = f'{m}_{j:04d}'
             for k in range(min(subj['n_rec'], left)):
-                out.append({'stem': f'{sid}_{k}', 'subject': sid, 'modality': m, 'split': block_split(seed, mi, j),
+                out.append({'stem': f'{sid}_{k}', 'subject': sid, 'modality': m,
+                            'split': block_split(seed, mi, j),
                             'audio_seed': [seed, mi, j, k, 1], **_GEN[m][1](rng, subj, k)})
-            left -= min(subj['n_rec'], left); j += 1
+            left -= min(subj['n_rec'], left)
+            j += 1
     return out
 
-# %% ../nbs/04_synth.ipynb #51ace1b6
+# %% ../nbs/04_synth.ipynb #b4519ab3
 def render_clip(spec:dict)->np.ndarray:
     "The audio (float32, 16 kHz, in [-1, 1]) of one clip spec: a pure function of the spec."
     return _GEN[spec['modality']][2](spec, np.random.default_rng(spec['audio_seed']))
 
-# %% ../nbs/04_synth.ipynb #191ce40c
+# %% ../nbs/04_synth.ipynb #c791132f
 def clip_path(root, spec:dict)->Path:
     "Where a clip's WAV lives under the corpus folder `root`."
     return Path(root)/'audio'/spec['modality']/f"{spec['stem']}.wav"
 
-# %% ../nbs/04_synth.ipynb #a78600d1
+# %% ../nbs/04_synth.ipynb #73a839bd
 def specs_frame(specs:list[dict], root)->pd.DataFrame:
     "The recordings DataFrame (acula.datasets schema) of clip specs whose audio lives under `root`."
     root = Path(root).absolute()
-    return recordings_frame([Recording(id=f"synth/{s['stem']}", dataset='synth', subject=s['subject'], path=str(clip_path(root, s)),
+    return recordings_frame([Recording(id=f"synth/{s['stem']}", dataset='synth', subject=s['subject'],
+                                       path=str(clip_path(root, s)),
                                        modality=s['modality'], duration=n_samples(s)/SR, sample_rate=SR, split=s['split'],
-                                       metadata=pyval(s['meta']), labels=pyval(s['labels']), events=pyval(s['events'])) for s in specs])
+                                       metadata=pyval(s['meta']), labels=pyval(s['labels']),
+                                       events=pyval(s['events'])) for s in specs])
 
-# %% ../nbs/04_synth.ipynb #5d564329
+# %% ../nbs/04_synth.ipynb #17ec5fad
 _log = get_logger('synth')
 
-# %% ../nbs/04_synth.ipynb #52167e3e
+# %% ../nbs/04_synth.ipynb #06fe6d18
 def _wav_ok(path:Path, n:int)->bool:
     "Whether `path` is a complete 16 kHz mono PCM_16 WAV of `n` frames."
     try:
@@ -726,15 +841,18 @@ def _wav_ok(path:Path, n:int)->bool:
         return (i.samplerate, i.channels, i.frames, i.subtype) == (SR, 1, n, 'PCM_16')
     except (OSError, RuntimeError, sf.LibsndfileError): return False
 
-# %% ../nbs/04_synth.ipynb #18504d1d
+# %% ../nbs/04_synth.ipynb #45beb4f0
 def _write_clip(spec:dict, path:Path)->None:
     "Render one clip and write it atomically (temporary file, then rename)."
-    path = Path(path); tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    try: sf.write(str(tmp), render_clip(spec), SR, subtype='PCM_16', format='WAV'); os.replace(tmp, path)
+    path = Path(path)
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+    try:
+        sf.write(str(tmp), render_clip(spec), SR, subtype='PCM_16', format='WAV')
+        os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError): tmp.unlink()
 
-# %% ../nbs/04_synth.ipynb #468feed6
+# %% ../nbs/04_synth.ipynb #e44b1001
 def _write_many(jobs:list)->int:
     "Write a batch of (spec, path) jobs; returns how many were written (a worker's unit of work)."
     for spec, path in jobs: _write_clip(spec, path)
@@ -744,33 +862,42 @@ def _write_many(jobs:list)->int:
 def _open_run(out_dir, seed:int, overwrite:bool)->RunDir:
     "The run folder, created and checked writable; refuses one holding a corpus of another seed or generator version."
     try:
-        run = RunDir(out_dir); probe = run.path/f'.write_test.{os.getpid()}'; probe.write_bytes(b''); probe.unlink()
-    except OSError as e: raise ConfigError(f"cannot write the corpus there ({e.strerror or e})", path=out_dir) from None
+        run = RunDir(out_dir)
+        probe = run.path/f'.write_test.{os.getpid()}'
+        probe.write_bytes(b'')
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"cannot write the corpus there ({e.strerror or e})", path=out_dir) from None
     old = json.loads(run.config.read_text()).get('synth') if run.config.exists() else None
     if old is None and run.recordings.exists() and not overwrite:
-        raise ConfigError("folder already holds a recordings table that make_corpus did not write; use another folder or overwrite=True", path=run.path)
+        raise ConfigError("folder already holds a recordings table that make_corpus did not write; use "
+                          "another folder or overwrite=True", path=run.path)
     if old and not overwrite and (old.get('seed'), old.get('version')) != (seed, SYNTH_VERSION):
-        raise ConfigError(f"folder holds a synthetic corpus of seed {old.get('seed')} (generator v{old.get('version')}), not seed {seed} "
+        raise ConfigError(f"folder holds a synthetic corpus of seed {old.get('seed')} (generator "
+                          f"v{old.get('version')}), not seed {seed} "
                           f"(v{SYNTH_VERSION}); use another folder or overwrite=True", path=run.path)
     return run
 
-# %% ../nbs/04_synth.ipynb #3127f650
+# %% ../nbs/04_synth.ipynb #db678219
 def _prepare_dirs(run:RunDir, jobs:list, stale_s:float=60)->None:
     "Create the audio folders; remove an interrupted run's temporary files (older than `stale_s` s)."
     for d in sorted({p.parent for _, p in jobs}):
-        if d.exists() and not d.is_dir(): raise ConfigError("a file stands where an audio folder goes: move it away and rerun", d)
+        if d.exists() and not d.is_dir():
+            raise ConfigError("a file stands where an audio folder goes: move it away and rerun", d)
         d.mkdir(parents=True, exist_ok=True)
         for t in d.glob('.*.wav.*.tmp'):
             if t.is_file() and time.time() - t.stat().st_mtime > stale_s: t.unlink(missing_ok=True)
     if blocked := [p for _, p in jobs if p.is_dir()]:
         raise ConfigError(f"{len(blocked)} folder(s) stand where clip WAVs go: move them away and rerun", blocked[0])
 
-# %% ../nbs/04_synth.ipynb #0bd7b8c4
+# %% ../nbs/04_synth.ipynb #3599b42f
 def _render_all(jobs:list, workers:int)->None:
     "Write every (spec, path) job, in `workers` processes when > 1, with a progress bar."
     bar = progress(total=len(jobs), desc='synth')
     if workers <= 1 or len(jobs) < 2*workers:
-        for j in jobs: _write_clip(*j); bar.update(1)
+        for j in jobs:
+            _write_clip(*j)
+            bar.update(1)
     else:
         from concurrent.futures import ProcessPoolExecutor
         size = max(1, min(32, len(jobs)//(4*workers)))
@@ -782,79 +909,95 @@ def _render_all(jobs:list, workers:int)->None:
 def make_corpus(out_dir, # the run folder (created if missing); WAVs go to `audio/<modality>/`
                 n:int, # number of clips
                 seed:int=0, # same seed, same corpus (byte for byte)
-                mix:dict|None=None, # share of each modality, e.g. {'lung': .4, 'heart': .3, 'cough': .15, 'breath': .15}
+                mix:dict|None=None,
+                # share of each modality, e.g. {'lung': .4, 'heart': .3, 'cough': .15, 'breath': .15}
                 workers:int=1, # processes rendering in parallel
-                overwrite:bool=False, # re-render every clip, even when the folder holds valid ones or another seed's corpus
+                overwrite:bool=False,
+                # re-render every clip, even when the folder holds valid ones or another seed's corpus
                )->pd.DataFrame:
     "Generate (or complete) the synthetic corpus in a run folder: WAVs plus `recordings.parquet`; returns the recordings."
-    if not isinstance(workers, (int, np.integer)) or workers < 1: raise ConfigError(f"workers must be a positive integer, got {workers!r}")
-    t0 = time.perf_counter(); specs = plan_corpus(n, seed, mix); mix = _check_mix(mix)
+    if not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ConfigError(f"workers must be a positive integer, got {workers!r}")
+    t0 = time.perf_counter()
+    specs = plan_corpus(n, seed, mix)
+    mix = _check_mix(mix)
     run = _open_run(out_dir, seed, overwrite)
     settings = dict(seed=seed, version=SYNTH_VERSION, n=int(n), mix=mix)
     record_stage(run, 'synth', {**settings, 'complete': False})
     jobs = [(s, clip_path(run.path, s)) for s in specs]
     _prepare_dirs(run, jobs)
     todo = jobs if overwrite else [(s, p) for s, p in jobs if not _wav_ok(p, n_samples(s))]
-    _render_all(todo, int(workers)); secs = time.perf_counter() - t0
-    df = specs_frame(specs, run.path); save_recordings(df, run)
-    stats = dict(written=len(todo), skipped=len(jobs) - len(todo), seconds=round(secs, 2), clips_per_s=round(len(todo)/max(secs, 1e-9), 1))
-    record_stage(run, 'synth', {**settings, 'complete': True, **stats}); df.attrs['synth'] = stats
+    _render_all(todo, int(workers))
+    secs = time.perf_counter() - t0
+    df = specs_frame(specs, run.path)
+    save_recordings(df, run)
+    stats = dict(written=len(todo), skipped=len(jobs) - len(todo), seconds=round(secs, 2),
+                 clips_per_s=round(len(todo)/max(secs, 1e-9), 1))
+    record_stage(run, 'synth', {**settings, 'complete': True, **stats})
+    df.attrs['synth'] = stats
     _log.debug(f"synth corpus in {run.path}: {stats}")
     return df
 
-# %% ../nbs/04_synth.ipynb #4545781f
+# %% ../nbs/04_synth.ipynb #2b2c84e6
 def stft_power(x:np.ndarray, n_fft:int=1024, hop:int=256)->np.ndarray:
     "Power spectrogram (frames, n_fft//2 + 1) of `x` with a Hann window."
     if len(x) < n_fft: x = np.pad(x, (0, n_fft - len(x)))
     fr = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop]*np.hanning(n_fft).astype(np.float32)
     return np.abs(np.fft.rfft(fr, axis=1))**2 + 1e-12
 
-# %% ../nbs/04_synth.ipynb #9c15d901
+# %% ../nbs/04_synth.ipynb #28397530
 def _movavg(x, k):
     "Centred moving average of `x` over `k` samples."
-    c = np.cumsum(np.pad(x, (k//2, k - k//2)), dtype=np.float64); return ((c[k:] - c[:-k])/k)[:len(x)]
+    c = np.cumsum(np.pad(x, (k//2, k - k//2)), dtype=np.float64)
+    return ((c[k:] - c[:-k])/k)[:len(x)]
 
-# %% ../nbs/04_synth.ipynb #8dde5cc5
+# %% ../nbs/04_synth.ipynb #b103ecff
 def crackle_rate(x:np.ndarray)->float:
     "Transients: per mille of samples where the 250-2000 Hz band exceeds 5x its 50 ms local RMS."
     h = filt(x, band_mag(freqs(fast_len(len(x))), 250, 2000, 4))
     return float(np.mean(np.abs(h) > 5*np.sqrt(_movavg(h**2, int(0.05*SR)) + 1e-12))*1000)
 
-# %% ../nbs/04_synth.ipynb #90c89fba
+# %% ../nbs/04_synth.ipynb #97d22f24
 def wheeze_tonality(x:np.ndarray)->float:
     "Sustained tonality: max over time of the 7-frame median of the 100-1100 Hz peak-to-median power ratio (dB)."
-    b = stft_power(x, 1024, 256)[:, 6:70]; r = 10*np.log10(b.max(1)/np.median(b, 1))
+    b = stft_power(x, 1024, 256)[:, 6:70]
+    r = 10*np.log10(b.max(1)/np.median(b, 1))
     return float(np.median(np.lib.stride_tricks.sliding_window_view(r, min(7, len(r))), 1).max())
 
-# %% ../nbs/04_synth.ipynb #5bced1b7
+# %% ../nbs/04_synth.ipynb #b8bf710c
 def murmur_fill(x:np.ndarray)->float:
     "How much of the time the heart band is filled: 70th minus 30th percentile of 10 ms 60-700 Hz log energies (dB)."
     e = 10*np.log10(stft_power(x, 512, 160)[:, 2:23].sum(1))
     return float(np.percentile(e, 70) - np.percentile(e, 30))
 
-# %% ../nbs/04_synth.ipynb #42a5413c
+# %% ../nbs/04_synth.ipynb #6df88774
 def cough_brightness(x:np.ndarray)->float:
     "Spectral brightness of the loudest 10% of frames: log of 3-7 kHz over 0.2-3 kHz energy."
-    P = stft_power(x, 1024, 256); loud = P.sum(1) > np.percentile(P.sum(1), 90)
+    P = stft_power(x, 1024, 256)
+    loud = P.sum(1) > np.percentile(P.sum(1), 90)
     return float(np.log(P[loud][:, 192:448].sum()/P[loud][:, 13:192].sum()))
 
-# %% ../nbs/04_synth.ipynb #50e03ed5
+# %% ../nbs/04_synth.ipynb #3aaca42b
 def breathing_rate(x:np.ndarray)->float:
     "Breaths/min: half the number of prominent peaks of the smoothed 0.15-4 kHz log envelope, per minute."
     from scipy.signal import find_peaks
     e = np.convolve(np.log(stft_power(x, 1024, 320)[:, 10:256].sum(1)), np.ones(15)/15, 'same')
     return 60*len(find_peaks(e, prominence=1.0, distance=20)[0])/2/(len(x)/SR)
 
-# %% ../nbs/04_synth.ipynb #04c48adf
+# %% ../nbs/04_synth.ipynb #32d60d6b
 SUMMARY_BANDS = np.geomspace(50, 8000, 9)
 
-# %% ../nbs/04_synth.ipynb #7100ad31
+# %% ../nbs/04_synth.ipynb #6e5834f6
 def spectral_summary(x:np.ndarray)->np.ndarray:
     "13 gain-invariant spectral summary features: relative log energy in 8 bands, loudness spread, centroid mean/std, flatness."
-    P = stft_power(x, 1024, 512); f = np.fft.rfftfreq(1024, 1/SR); tot = P.sum(1)
-    bands = np.stack([P[:, (f >= a) & (f < b)].sum(1) for a, b in zip(SUMMARY_BANDS[:-1], SUMMARY_BANDS[1:])], 1)
+    P = stft_power(x, 1024, 512)
+    f = np.fft.rfftfreq(1024, 1/SR)
+    tot = P.sum(1)
+    bands = np.stack([P[:, (f >= a) & (f < b)].sum(1) for a,
+                      b in zip(SUMMARY_BANDS[:-1], SUMMARY_BANDS[1:])], 1)
     le, cen = np.log(tot), (P*f).sum(1)/tot
-    return np.array([*np.log(bands/tot[:, None]).mean(0), le.std(), np.percentile(le, 90) - np.percentile(le, 10),
+    return np.array([*np.log(bands/tot[:, None]).mean(0), le.std(),
+                     np.percentile(le, 90) - np.percentile(le, 10),
                      cen.mean()/1000, cen.std()/1000, (np.exp(np.log(P).mean(1))/P.mean(1)).mean()])
 
 # %% ../nbs/04_synth.ipynb #e0eb3b0e
@@ -864,7 +1007,9 @@ HAND_FEATURES = {f.__name__: f for f in (crackle_rate, wheeze_tonality, murmur_f
 def auroc(y, s)->float:
     "Area under the ROC curve of scores `s` for binary labels `y` (Mann-Whitney; ties count half)."
     from scipy.stats import rankdata
-    y = np.asarray(y).astype(bool); r = rankdata(s); n1, n0 = y.sum(), (~y).sum()
+    y = np.asarray(y).astype(bool)
+    r = rankdata(s)
+    n1, n0 = y.sum(), (~y).sum()
     if not n1 or not n0: raise ConfigError("auroc needs both classes")
     return float((r[y].sum() - n1*(n1 + 1)/2)/(n1*n0))
 
