@@ -107,7 +107,26 @@ class OpenAIWriter(Writer):
 
 WRITERS['openai'] = OpenAIWriter
 
-# %% ../nbs/05a_llm_writers.ipynb #fc848390
+# %% ../nbs/05a_llm_writers.ipynb #28ba17a5
+@patch
+def _judge(self:OpenAIWriter, r)->tuple[Written|None, str|None, float|None]:
+    "A final `Written` for response `r`, or (None, why to retry, Retry-After seconds)."
+    if r.status_code == 429 or r.status_code >= 500:
+        why = f"HTTP {r.status_code}: {redact(r.text)[:120]!r}"
+        return None, why, _retry_after(r.headers.get('retry-after'))
+    if r.status_code != 200:
+        final = f"HTTP {r.status_code} from {self.shown_url}: {redact(r.text)[:160]!r}"
+        return Written(None, final), None, None
+    text, finish, problem = _parse_completion(r.content)
+    if problem: return None, redact(problem), None
+    if finish == 'length':
+        cut = f"answer cut off at max_tokens={self.params.get('max_tokens')} (finish_reason 'length')"
+        return Written(None, cut), None, None
+    if finish == 'content_filter':
+        return Written(None, "answer refused by the endpoint (finish_reason 'content_filter')"), None, None
+    return check_answer(text), None, None
+
+# %% ../nbs/05a_llm_writers.ipynb #0a8674dd
 @patch
 def _request(self:OpenAIWriter, client, messages)->Written:
     "Ask the endpoint once, retrying transient failures: the text or why it failed."
@@ -127,29 +146,12 @@ def _request(self:OpenAIWriter, client, messages)->Written:
         except httpx.TransportError as e:
             err = f"cannot reach {self.shown_url}: {type(e).__name__}: {redact(e)}"
             continue
-        if r.status_code == 429 or r.status_code >= 500:
-            err = f"HTTP {r.status_code}: {redact(r.text)[:120]!r}"
-            if (ra := _retry_after(r.headers.get('retry-after'))) is not None:
-                wait = min(self.max_backoff, ra)
-            continue
-        if r.status_code != 200: return Written(None,
-                                                f"HTTP {r.status_code} from {self.shown_url}: "
-                                                f"{redact(r.text)[:160]!r}")
-        text, finish, problem = _parse_completion(r.content)
-        if problem:
-            err = redact(problem)
-            continue
-        if finish == 'length':
-            return Written(None,
-                           f"answer cut off at max_tokens={self.params.get('max_tokens')} (finish_reason "
-                           f"'length')")
-        if finish == 'content_filter': return Written(None,
-                                                      "answer refused by the endpoint (finish_reason "
-                                                      "'content_filter')")
-        return check_answer(text)
+        done, err, after = self._judge(r)
+        if done is not None: return done
+        if after is not None: wait = min(self.max_backoff, after)
     return Written(None, f"gave up after {self.retries + 1} attempts: {err}")
 
-# %% ../nbs/05a_llm_writers.ipynb #78553327
+# %% ../nbs/05a_llm_writers.ipynb #0fa5a43d
 @patch
 def _one(self:OpenAIWriter, pool, messages)->Written:
     "Cached answer, or a request through a pooled client (cached when it succeeds)."
@@ -161,7 +163,7 @@ def _one(self:OpenAIWriter, pool, messages)->Written:
     if w.error is None and self.cache: self.cache.put(key, w.text, model=self.model)
     return w
 
-# %% ../nbs/05a_llm_writers.ipynb #1d2dd2ba
+# %% ../nbs/05a_llm_writers.ipynb #e207076d
 @patch
 def generate(self:OpenAIWriter, rows, dataset=None, modality=None)->list[Written]:
     "Reports for `rows`, `concurrency` requests at a time; failures carry their reason."
@@ -179,7 +181,7 @@ def generate(self:OpenAIWriter, rows, dataset=None, modality=None)->list[Written
         for c in clients: c.close()
     return [out[i] for i in range(len(rows))]
 
-# %% ../nbs/05a_llm_writers.ipynb #43993e3e
+# %% ../nbs/05a_llm_writers.ipynb #983c0eb4
 class TransformersWriter(Writer):
     "Reports from a local causal LM through its chat template, batched, left-padded."
     name, store_batch = 'transformers', 32
@@ -215,7 +217,7 @@ class TransformersWriter(Writer):
 
 WRITERS['transformers'] = TransformersWriter
 
-# %% ../nbs/05a_llm_writers.ipynb #284a543f
+# %% ../nbs/05a_llm_writers.ipynb #5d7fe5ee
 @patch
 def _chat(self:TransformersWriter, messages)->str:
     "The prompt through the chat template (system rules folded in when rejected)."
@@ -224,7 +226,7 @@ def _chat(self:TransformersWriter, messages)->str:
         merged = [{'role': 'user', 'content': '\n\n'.join(m['content'] for m in messages)}]
         return self.tok.apply_chat_template(merged, tokenize=False, add_generation_prompt=True)
 
-# %% ../nbs/05a_llm_writers.ipynb #1073c0c5
+# %% ../nbs/05a_llm_writers.ipynb #9d6bf86c
 @patch
 def _batch(self:TransformersWriter, msgs:list)->list[Written]:
     "Generate one left-padded batch and judge each answer (ended, non-empty)."
@@ -248,7 +250,7 @@ def _batch(self:TransformersWriter, msgs:list)->list[Written]:
         else: res.append(check_answer(self.tok.decode(ids[:cut], skip_special_tokens=True)))
     return res
 
-# %% ../nbs/05a_llm_writers.ipynb #0b7a8728
+# %% ../nbs/05a_llm_writers.ipynb #751d4f42
 @patch
 def generate(self:TransformersWriter, rows, dataset=None, modality=None)->list[Written]:
     "Reports for `rows`, `batch_size` prompts per generate call."
