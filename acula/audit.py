@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 import numpy as np
 import pandas as pd
+from fastcore.basics import patch
 from .core import *
 from .reports import *
 
@@ -61,15 +62,6 @@ class Polarity:
     post: dict                  # clause -> token indices of post-negation cues
     unknown: set                # clauses with an unknown cue
     text: str = ''
-    def of(self, start:int)->str:
-        "'pos', 'neg' or 'unknown' for a mention starting at character `start`."
-        i = max(int(np.searchsorted(self.starts, start, side='right')) - 1, 0)
-        if not len(self.clause): return 'pos'
-        c = self.clause[i]
-        if c in self.unknown: return 'unknown'
-        if self.negated[i] or any(j > i for j in self.post.get(c, ())): return 'neg'
-        if re.search(r'(?<!\w)non[\s-]$', self.text[max(0, start - 4):start], re.I): return 'neg'
-        return 'pos'
 
 # %% ../nbs/05b_audit.ipynb #14d4e8e2
 def polarity(text:str)->Polarity:
@@ -101,7 +93,19 @@ def polarity(text:str)->Polarity:
     return Polarity(np.array([t.start() for t in toks], dtype=np.int64), clause, negated, dict(post),
                     unknown, text)
 
-# %% ../nbs/05b_audit.ipynb #0f88b2d4
+# %% ../nbs/05b_audit.ipynb #a65874d7
+@patch
+def of(self:Polarity, start:int)->str:
+    "'pos', 'neg' or 'unknown' for a mention starting at character `start`."
+    i = max(int(np.searchsorted(self.starts, start, side='right')) - 1, 0)
+    if not len(self.clause): return 'pos'
+    c = self.clause[i]
+    if c in self.unknown: return 'unknown'
+    if self.negated[i] or any(j > i for j in self.post.get(c, ())): return 'neg'
+    if re.search(r'(?<!\w)non[\s-]$', self.text[max(0, start - 4):start], re.I): return 'neg'
+    return 'pos'
+
+# %% ../nbs/05b_audit.ipynb #81142c79
 LEXICON = [
     # adventitious and breath sounds
     'crackle', 'crepitation', 'rale', 'wheeze', 'wheezing', 'rhonchi', 'rhonchus', 'stridor', 'pleural rub',
@@ -146,13 +150,13 @@ LEXICON = [
     'clinical correlation', 'advised',
     'warrant', 'warrants']
 
-# %% ../nbs/05b_audit.ipynb #e531fef8
+# %% ../nbs/05b_audit.ipynb #9a4f3ded
 MODALITY_TERMS = {'lung': ('lung', 'respiratory', 'lung sound', 'breath sound'),
                   'heart': ('heart', 'cardiac', 'heart sound'), 'cough': ('cough',),
                   'breath': ('breath', 'breathing'), 'exhalation': ('exhalation', 'breath'),
                   'vowel': ('vowel', 'voice')}
 
-# %% ../nbs/05b_audit.ipynb #fd3f9708
+# %% ../nbs/05b_audit.ipynb #d2a0f0af
 _WTOK = re.compile(r"[^\W_]+(?:[./'’][^\W_]+)*")
 def _stem(w:str)->str: return w[:-1] if len(w) > 3 and w[-1] == 's' and w[-2] != 's' and w.isalpha() else w
 
@@ -161,7 +165,7 @@ def _key(phrase:str)->str:
     "A phrase as lower-case stemmed words (any non-word character breaks words)."
     return ' '.join(_stem(w) for w in _WTOK.findall(str(phrase).lower()))
 
-# %% ../nbs/05b_audit.ipynb #59d2abe8
+# %% ../nbs/05b_audit.ipynb #32b37d16
 class _Doc:
     "A text as stemmed words, searchable for whole phrases in O(length)."
     def __init__(self, text:str):
@@ -172,26 +176,29 @@ class _Doc:
         for i, s in enumerate(self.stems):
             self.at[pos] = i
             pos += len(s) + 1
-    def find(self, phrase:str)->list[tuple[int, int]]:
-        "Token ranges where `phrase` occurs as whole words."
-        k = _key(phrase)
-        if not k: return []
-        n, pat, out = k.count(' ') + 1, f' {k} ', []
-        j = self.J.find(pat)
-        while j >= 0:
-            i = self.at[j + 1]
-            out.append((i, i + n))
-            j = self.J.find(pat, j + 1)
-        return out
 
-# %% ../nbs/05b_audit.ipynb #1e8c49e6
+# %% ../nbs/05b_audit.ipynb #33c837ed
+@patch
+def find(self:_Doc, phrase:str)->list[tuple[int, int]]:
+    "Token ranges where `phrase` occurs as whole words."
+    k = _key(phrase)
+    if not k: return []
+    n, pat, out = k.count(' ') + 1, f' {k} ', []
+    j = self.J.find(pat)
+    while j >= 0:
+        i = self.at[j + 1]
+        out.append((i, i + n))
+        j = self.J.find(pat, j + 1)
+    return out
+
+# %% ../nbs/05b_audit.ipynb #2fae5125
 @lru_cache(maxsize=16)
 def _lexmap(terms:tuple)->tuple[dict, int]:
     "Stemmed key -> term for a lexicon, and its longest phrase in words."
     m = {_key(t): t for t in sorted(terms, key=len) if _key(t)}
     return m, max((k.count(' ') + 1 for k in m), default=1)
 
-# %% ../nbs/05b_audit.ipynb #8db43515
+# %% ../nbs/05b_audit.ipynb #6e482feb
 def lexicon_hits(text:str|_Doc, lexicon=None)->list[str]:
     "Lexicon terms found in `text` (longest match first, non-overlapping, in order)."
     d = text if isinstance(text, _Doc) else _Doc(text)
@@ -206,18 +213,18 @@ def lexicon_hits(text:str|_Doc, lexicon=None)->list[str]:
         else: i += 1
     return out
 
-# %% ../nbs/05b_audit.ipynb #93f1dc2f
+# %% ../nbs/05b_audit.ipynb #96679309
 _NUMTOK = re.compile(r'\d+(?:\.\d+)?')
 _NUMBERLESS = ('covid 19', 'sars cov 2')
 def _num_match(x:float, t:float,
                d:int)->bool: return abs(t - x) < 1e-9 or (d > 0 and abs(round(x, d) - t) < 1e-9)
 
-# %% ../nbs/05b_audit.ipynb #41640a5e
+# %% ../nbs/05b_audit.ipynb #4c6f0f4a
 def _terms(spec:Field)->tuple:
     "The words naming a finding: its terms and its list item without the article."
     return spec.terms + ((re.sub(r'^(?:a|an)\s+', '', spec.item),) if spec.item else ())
 
-# %% ../nbs/05b_audit.ipynb #d89c7909
+# %% ../nbs/05b_audit.ipynb #cd64a9ac
 def _accepted(spec:Field, part)->list[str]:
     "Every accepted rendering of one value (part): forms, raw and humanised value."
     if spec.kind == 'sex' and (k := sex_key(part)): return list(SEX_FORMS[k])
@@ -225,7 +232,7 @@ def _accepted(spec:Field, part)->list[str]:
     return list(dict.fromkeys(f for f in out
                               if f.strip() and not (len(f.strip()) == 1 and f.strip().isalpha())))
 
-# %% ../nbs/05b_audit.ipynb #8f18d92c
+# %% ../nbs/05b_audit.ipynb #a51fa145
 def _check_findings(d:_Doc, P:Polarity, meta, specs, wrong, missing):
     "Rule (a) for findings: each mentioned, each mention with the right polarity."
     cands = [(a, b, k) for k, s in specs.items() if s.kind == 'finding' for t in _terms(s) for a,
@@ -245,7 +252,7 @@ def _check_findings(d:_Doc, P:Polarity, meta, specs, wrong, missing):
             said = {'pos': 'present', 'neg': 'absent'}.get(bad[0], 'unknown')
             wrong.append(f"{k}: stated {said} but is {meta[k]}")
 
-# %% ../nbs/05b_audit.ipynb #934afc17
+# %% ../nbs/05b_audit.ipynb #2dfb59be
 def _check_values(d:_Doc, meta, specs, wrong, missing)->set:
     "Rule (a) for categories; returns the tokens the values used."
     used = set()
@@ -263,7 +270,7 @@ def _check_values(d:_Doc, meta, specs, wrong, missing)->set:
                 wrong.append(f"{k}: text says {other[0]!r} but is {meta[k]}")
     return used
 
-# %% ../nbs/05b_audit.ipynb #e542051f
+# %% ../nbs/05b_audit.ipynb #a49cea67
 def _check_numbers(d:_Doc, meta, specs, used, wrong, missing, unsupported):
     "Rule (a) for numbers and rule (b) for numbers no field gives."
     for p in _NUMBERLESS: used.update(i for a, b in d.find(p) for i in range(a, b))
@@ -283,7 +290,7 @@ def _check_numbers(d:_Doc, meta, specs, used, wrong, missing, unsupported):
             wrong.append(f"{k}: {fmt_num(as_number(meta[k]))} not stated, text has {extra[0]}")
     unsupported += [f'number {g}' for g in extra]
 
-# %% ../nbs/05b_audit.ipynb #61e3e802
+# %% ../nbs/05b_audit.ipynb #95519402
 def _licensed(meta, specs, modality)->str:
     "The words the provided fields and the modality license, as one stemmed string."
     out = list(MODALITY_TERMS.get(modality, ())) + [EXAMS.get(modality, '')]
@@ -294,7 +301,7 @@ def _licensed(meta, specs, modality)->str:
         else: out.append(str(meta[k]))
     return ' ' + ' | '.join(_key(x) for x in out) + ' '
 
-# %% ../nbs/05b_audit.ipynb #7211d7ac
+# %% ../nbs/05b_audit.ipynb #38b77a69
 def check_report(row:dict, text, masked:bool=False, tasks=None, lexicon=None)->dict:
     "Audit one report against its row's (masked) metadata."
     res = dict(id=row.get('id'), dataset=row.get('dataset'), variant='masked' if masked else 'original',
@@ -319,7 +326,7 @@ def check_report(row:dict, text, masked:bool=False, tasks=None, lexicon=None)->d
     res['consistent'] = res['error'] is None and not res['missing'] and not res['wrong']
     return res
 
-# %% ../nbs/05b_audit.ipynb #fd28516d
+# %% ../nbs/05b_audit.ipynb #533edd26
 def _report_items(rows, reports):
     "(row, text, masked_text, mask_tasks) for each recording that has a report."
     if isinstance(reports, (str, Path, RunDir)): reports = load_reports(reports)
@@ -336,7 +343,7 @@ def _report_items(rows, reports):
                           f"frame with ids")
     return [(row, t, None, None) for row, t in zip(rows, reports)]
 
-# %% ../nbs/05b_audit.ipynb #6e3ae1e9
+# %% ../nbs/05b_audit.ipynb #81dc22ae
 def audit_table(df:pd.DataFrame, by:str|None=None)->pd.DataFrame:
     "Table II from an audit frame (and, for masked reports, no leaked label)."
     if by is not None:
@@ -355,7 +362,7 @@ def audit_table(df:pd.DataFrame, by:str|None=None)->pd.DataFrame:
         recs += [dict(Metric=pre + m, Count=f'{c}/{n}', Percentage=f'{100 * c / n:.1f}%') for m, c in ms]
     return pd.DataFrame(recs, columns=['Metric', 'Count', 'Percentage'])
 
-# %% ../nbs/05b_audit.ipynb #9a01dd58
+# %% ../nbs/05b_audit.ipynb #9143f23a
 def print_audit(df:pd.DataFrame, max_list:int=10):
     "Print Table II and the first `max_list` offending reports with their problems."
     print(audit_table(df).to_string(index=False))
@@ -367,7 +374,7 @@ def print_audit(df:pd.DataFrame, max_list:int=10):
         probs += [f'error: {r.error}'] * bool(r.error)
         print(f"- {r.id} ({r.variant}): {'; '.join(probs)}\n    {str(r.text)[:220]}")
 
-# %% ../nbs/05b_audit.ipynb #1212f106
+# %% ../nbs/05b_audit.ipynb #784c9ee2
 def audit(recordings, reports, lexicon=None, extra_terms=(), tasks=None, show:bool=True,
           max_list:int=10)->pd.DataFrame:
     "Faithfulness audit of `reports` against `recordings`' metadata; a row per report."
@@ -385,7 +392,7 @@ def audit(recordings, reports, lexicon=None, extra_terms=(), tasks=None, show:bo
     if show: print_audit(df, max_list)
     return df
 
-# %% ../nbs/05b_audit.ipynb #fd13c076
+# %% ../nbs/05b_audit.ipynb #6ee079f9
 def audit_writer(recordings, writer='template', masked:bool=True, tasks=None, show:bool=True,
                  **options)->pd.DataFrame:
     "Write reports for `recordings` in memory (and masked variants) and audit them."
