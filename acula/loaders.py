@@ -29,7 +29,7 @@ __all__ = ['ICBHI_LOCATIONS', 'ICBHI_MODES', 'ICBHI_DEVICES', 'ICBHI_DIAGNOSES',
 
 # %% ../nbs/03a_loaders.ipynb #9f27f7de
 def _bulk(items, fn, rep:LoadReport, strict:bool)->list:
-    "Results of `fn(item)` for each item; items raising an AculaError are skipped and counted (raised when `strict`)."
+    "`fn(item)` per item; an item raising an AculaError is skipped and counted (raised if `strict`)."
     out = []
     for it in items:
         try: out.append(fn(it))
@@ -47,7 +47,7 @@ def _dataset_root(root, dataset:str)->Path:
 
 # %% ../nbs/03a_loaders.ipynb #22dbebd8
 def _find(root:Path, names, dataset:str, what:str, required:bool=True, subdirs=('',))->Path|None:
-    "The first of `names` found in `root` or its `subdirs`; a MetadataError saying what was expected when none is."
+    "The first of `names` in `root` or its `subdirs`, else a MetadataError saying what was expected."
     for d in subdirs:
         for n in names:
             if (root/d/n).exists(): return root/d/n
@@ -57,7 +57,7 @@ def _find(root:Path, names, dataset:str, what:str, required:bool=True, subdirs=(
 
 # %% ../nbs/03a_loaders.ipynb #5484292f
 def read_rows(path)->list[tuple[int, list[str]]]:
-    "Non-blank lines of a small text table as (line number, fields); BOM, CRLF, tab-, comma- or space-separated all work."
+    "(line number, fields) per non-blank line of a small text table, whatever its separator."
     try: raw = Path(path).read_bytes()
     except FileNotFoundError: raise MetadataError("file not found", path)
     try: text = raw.decode('utf-8-sig')
@@ -113,7 +113,7 @@ def _finish(df:pd.DataFrame, rep:LoadReport, strict:bool=False, missing_audio:st
 
 # %% ../nbs/03a_loaders.ipynb #f49ac090
 def _probe(df, exists, rep, strict):
-    "Fill duration and sample rate from the headers of existing files; unreadable files are skipped (or raised)."
+    "Duration and sample rate from the audio headers; unreadable files are skipped (or raised)."
     dur, srs, ok = df['duration'].to_numpy().copy(), df['sample_rate'].astype('float64').to_numpy().copy(), np.ones(len(df), bool)
     for i in np.flatnonzero(exists):
         try:
@@ -135,7 +135,7 @@ def _read_csv(path, **kw)->pd.DataFrame:
 
 # %% ../nbs/03a_loaders.ipynb #4bb9bed7
 def _need(df:pd.DataFrame, cols, path)->pd.DataFrame:
-    "`df` if it has every column in `cols` (looked up by header name), else a MetadataError listing what is missing."
+    "`df` if it has every column in `cols` (by header name), else a MetadataError listing the missing."
     miss = [c for c in cols if c not in df.columns]
     if miss:
         raise MetadataError(f"missing column(s) {miss} (columns present: {list(df.columns)[:12]}{'...' if len(df.columns) > 12 else ''})", path)
@@ -177,7 +177,7 @@ _ICBHI_NAME = re.compile(rf"^(\d+)_(\d+[a-z]\d+)_({'|'.join(ICBHI_LOCATIONS)})_(
 
 # %% ../nbs/03a_loaders.ipynb #743faaea
 def parse_icbhi_name(stem:str, path=None)->dict:
-    "Patient, recording index and the expanded chest location, acquisition mode and device of an ICBHI file name."
+    "Patient, index, chest location, acquisition mode and device from an ICBHI file name."
     m = _ICBHI_NAME.match(stem)
     if not m:
         raise MetadataError(f"bad ICBHI file name: {stem!r} is not "
@@ -314,7 +314,7 @@ def _icbhi_tables(root:Path, audio:Path, rep, strict):
 @register_dataset('icbhi', ('lung',), 'freely available for research (official site); cite Rocha et al. 2019',
                   'https://bhichallenge.med.auth.gr/ICBHI_2017_Challenge')
 def load_icbhi(root, strict:bool=False, missing_audio:str='skip', probe:bool=True)->pd.DataFrame:
-    "ICBHI 2017 recordings (official or Kaggle-mirror layout) with cycles, diagnosis, demographics and the official split."
+    "ICBHI 2017 recordings (official or Kaggle layout): cycles, diagnosis, demographics, split."
     root = _dataset_root(root, 'icbhi')
     rep = LoadReport('icbhi', str(root))
     audio = _icbhi_audio_dir(root)
@@ -333,7 +333,8 @@ def load_icbhi(root, strict:bool=False, missing_audio:str='skip', probe:bool=Tru
         c, w = int(any(e['crackles'] for e in ev)), int(any(e['wheezes'] for e in ev))
         d = demo.get(pid, dict.fromkeys(('Age', 'Sex', 'BMI', 'Weight', 'Height')))
         meta = {**info, 'Crackles': 'Yes' if c else 'No', 'Wheezes': 'Yes' if w else 'No', **d, 'Diagnosis': diag[pid]}
-        return dict(id=f'icbhi/{stem}', dataset='icbhi', subject=pid, path=str(wav), modality='lung', split=split.get(stem),
+        return dict(id=f'icbhi/{stem}', dataset='icbhi', subject=pid, path=str(wav), modality='lung',
+                    split=split.get(stem),
                     metadata=meta, labels=dict(diagnosis=diag[pid], crackles=c, wheezes=w), events=ev)
     rows = _bulk(stems, one, rep, strict)
     if demo and (nd := sorted({r['subject'] for r in rows} - set(demo))):
@@ -431,7 +432,7 @@ def _index_files(folders, exts)->dict:
                   'https://zenodo.org/records/10043978')
 def load_uk_covid19(root, modalities=('exhalation', 'cough'), split_column:str|None=None,
                     strict:bool=False, missing_audio:str='skip', probe:bool=True)->pd.DataFrame:
-    "UK COVID-19 Vocal Audio recordings: participant metadata joined to audio files by participant_identifier."
+    "UK COVID-19 Vocal Audio recordings: participant metadata joined to the audio files."
     root = _dataset_root(root, 'uk_covid19')
     rep = LoadReport('uk_covid19', str(root))
     if bad := [m for m in modalities if m not in UK_COVID_MODALITIES]:
@@ -505,7 +506,8 @@ def load_coughvid(root, min_cough_detected:float|None=None, strict:bool=False, m
     return _finish(df, rep, strict, missing_audio, probe)
 
 # %% ../nbs/03a_loaders.ipynb #e2092783
-CIRCOR_FIELDS = ('Age', 'Sex', 'Height', 'Weight', 'Pregnancy status', 'Murmur', 'Murmur locations', 'Most audible location',
+CIRCOR_FIELDS = ('Age', 'Sex', 'Height', 'Weight', 'Pregnancy status', 'Murmur', 'Murmur locations',
+                 'Most audible location',
                  *(f'{p} murmur {q}' for p in ('Systolic', 'Diastolic') for q in ('timing', 'shape', 'grading', 'pitch', 'quality')),
                  'Outcome', 'Campaign')
 CIRCOR_LOCATIONS = ('AV', 'PV', 'TV', 'MV', 'Phc')
@@ -526,7 +528,7 @@ def _circor_value(k:str, v, path=None):
 
 # %% ../nbs/03a_loaders.ipynb #162f9b03
 def read_circor_patient(path)->tuple[str, list, dict]:
-    "(patient id, [(location, record stem)], {field: value}) from a CirCor `<pid>.txt`; MetadataError on a malformed file."
+    "(patient id, [(location, record stem)], {field: value}) from a CirCor `<pid>.txt`."
     rows = [l for l in Path(path).read_text(encoding='utf-8-sig').splitlines() if l.strip()]
     head = rows[0].split() if rows else []
     if len(head) != 3 or not head[1].isdigit():
@@ -646,7 +648,7 @@ _SPR_NAME = re.compile(r'^(\d+)_(\d+(?:\.\d+)?)_([01])_(p\d)_(\d+)$')
 
 # %% ../nbs/03a_loaders.ipynb #d4eebb9f
 def read_sprsound_json(path)->tuple[str, list]:
-    "(record annotation, events sorted by start in seconds) of an SPRSound JSON; MetadataError on anything malformed."
+    "(record annotation, events sorted by start in seconds) of an SPRSound JSON."
     try: d = json.loads(Path(path).read_text(encoding='utf-8-sig'))
     except json.JSONDecodeError as e: raise MetadataError(f"malformed JSON: {e}", path)
     rec = d.get('record_annotation', d.get('recording_annotation'))
@@ -746,7 +748,7 @@ def _read_zch_table(path:Path)->pd.DataFrame:
                   'no explicit licence; see the paper (Jia et al. 2024) and the project site',
                   'http://zchsound.ncrcch.org.cn/')
 def load_zchsound(root, strict:bool=False, missing_audio:str='skip', probe:bool=True)->pd.DataFrame:
-    "ZCHSound clean and noisy recordings from the two detail tables, diagnosis expanded, Data_Type Clean/Noise."
+    "ZCHSound clean and noisy recordings from the two detail tables, diagnoses expanded."
     root = _dataset_root(root, 'zchsound')
     rep = LoadReport('zchsound', str(root))
     tables = sorted(root.rglob('*Heartsound Data Details.csv'))
@@ -773,7 +775,8 @@ def load_zchsound(root, strict:bool=False, missing_audio:str='skip', probe:bool=
             path = wavs.get((kind, name)) or wavs.get((None,
                                                        name)) or str(root/f'{kind.lower()} Heartsound '
                                                                      f'Data'/d/name)
-            return dict(id=f'zchsound/{kind.lower()}/{stem}', dataset='zchsound', subject=stem, path=path, modality='heart',
+            return dict(id=f'zchsound/{kind.lower()}/{stem}', dataset='zchsound', subject=stem, path=path,
+                        modality='heart',
                         metadata={'Diagnosis': ZCH_DIAGNOSES[d], 'Data_Type': kind, **extra[i]},
                         labels=dict(diagnosis=d, symptomatic=int(d != 'NORMAL')))
         rows += _bulk(range(len(t)), one, rep, strict)
@@ -812,7 +815,8 @@ def load_coswara(root, sounds=tuple(COSWARA_SOUNDS), table:str='combined_data.cs
     for j in np.flatnonzero(M.id.isna()):
         rep.skip(csv, f"empty participant id: row {j + 2}", "empty participant id")
     M = M[M.id.notna()]
-    keep = _unique_rows(((f'row {j + 2}', i, r) for j, (i, r) in enumerate(zip(M.id, M.to_dict('records')))), csv,
+    keep = _unique_rows(((f'row {j + 2}', i, r) for j, (i, r) in enumerate(zip(M.id, M.to_dict('records')))),
+                        csv,
                         'participant', rep, strict)
     M = M[M.id.isin(keep) & ~M.id.duplicated()]
     folders, k = _coswara_folders(root), len(sounds)
@@ -823,7 +827,8 @@ def load_coswara(root, sounds=tuple(COSWARA_SOUNDS), table:str='combined_data.cs
     labels = [dict(smoker=None if pd.isna(s) else int(s), sex=g, covid_status=c) for s, g,
               c in zip(smoker, _col(M, 'g'), _col(M, 'covid_status'))]
     snd = np.tile(np.array(sounds, dtype=object), len(M))
-    df = recordings_frame(id='coswara/' + np.repeat(M.id.values.astype(object), k) + '/' + snd, dataset='coswara',
+    df = recordings_frame(id='coswara/' + np.repeat(M.id.values.astype(object), k) + '/' + snd,
+                          dataset='coswara',
         subject=np.repeat(M.id.values, k), path=[f'{b}/{s}.wav' for b in base for s in sounds],
         modality=[COSWARA_SOUNDS[s] for s in snd],
         metadata=[dict(m) for m in metas for _ in range(k)],
@@ -858,7 +863,7 @@ def _kauh_location(v:str)->str:
 
 # %% ../nbs/03a_loaders.ipynb #e26f8cad
 def kauh_fields(diagnosis, sound, location, age, sex, path=None)->tuple[dict, dict]:
-    "(metadata, labels) from KAUH's five fields (from a file name or the annotation sheet), normalised; MetadataError on unknown values."
+    "(metadata, labels) from KAUH's five fields (file name or annotation sheet), normalised."
     d = KAUH_DIAGNOSES.get(_ws(diagnosis).lower())
     if d is None:
         raise MetadataError(f"unknown diagnosis code: {_ws(diagnosis)!r} (known: "
@@ -887,7 +892,7 @@ def parse_kauh_name(stem:str, path=None)->dict:
 
 # %% ../nbs/03a_loaders.ipynb #d0f513bb
 def read_kauh_sheet(path)->pd.DataFrame:
-    "KAUH's `Data annotation.xlsx` by column name, one row per patient (row i is patient P<i>), empty rows dropped."
+    "KAUH's `Data annotation.xlsx` by column name, one row per patient (row i is P<i>)."
     try: t = pd.read_excel(path, sheet_name=0, dtype=object)
     except ImportError as e: raise ConfigError(f"reading .xlsx needs openpyxl (pip install openpyxl): {e}")
     except Exception as e: raise MetadataError(f"cannot read spreadsheet: {type(e).__name__}: {e}", path)
@@ -912,7 +917,7 @@ def _kauh_sheet_rows(t:pd.DataFrame, audio:Path, path:Path, rep, strict)->list:
 @register_dataset('kauh', ('lung',), 'CC BY 4.0 (Mendeley Data jwyy9np4gv v3); cite Fraiwan et al. 2021',
                   'https://data.mendeley.com/datasets/jwyy9np4gv/3')
 def load_kauh(root, strict:bool=False, missing_audio:str='skip', probe:bool=True)->pd.DataFrame:
-    "KAUH recordings from the audio file names (or, without audio, from Data annotation.xlsx); subject = patient."
+    "KAUH recordings from the audio file names (or from the annotation sheet); subject = patient."
     root = _dataset_root(root, 'kauh')
     rep = LoadReport('kauh', str(root))
     audio = _find(root, ['Audio Files', 'AudioFiles'], 'kauh', 'audio folder', required=False)
@@ -989,7 +994,8 @@ def load_respiratorydatabase_tr(root, strict:bool=False, missing_audio:str='skip
         if e is not None:
             if strict: raise e
             rep.skip(e.path, e.problem)
-    rows = [dict(id=f'respiratorydatabase_tr/{pid}_{ch}', dataset='respiratorydatabase_tr', subject=pid, modality='lung',
+    rows = [dict(id=f'respiratorydatabase_tr/{pid}_{ch}', dataset='respiratorydatabase_tr', subject=pid,
+                 modality='lung',
                  path=str(found.get(f'{pid}_{ch}', audio/f'{pid}_{ch}.wav')),
                  metadata=dict(Diagnosis=f'COPD{lvl}', Channel=ch),
                  labels=dict(copd_level=lvl)) for pid, lvl in sorted(labels.items()) for ch in TR_CHANNELS]

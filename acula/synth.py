@@ -94,7 +94,7 @@ def place(n:int, starts, kernels:np.ndarray)->np.ndarray:
 # %% ../nbs/04_synth.ipynb #05e76f68
 def breath_cycles(rng:np.random.Generator, dur:float, rate:float, insp_frac:float=0.4, jitter:float=0.08,
                   pause=(0.0, 0.15))->np.ndarray:
-    "Cycles `(start, insp_end, exp_end)` in seconds covering [0, dur] at `rate` breaths/min (first one starts before 0)."
+    "Cycles `(start, insp_end, exp_end)` (s) covering [0, dur] at `rate` breaths/min."
     period, out = 60/rate, []
     t = -rng.uniform(0, period)
     while t < dur:
@@ -110,7 +110,7 @@ _FR_I, _SH_I = np.array([0, .2, .5, .85, 1.]), np.array([0, .75, 1, .6, .05])
 _FR_E, _SH_E = np.array([.15, .45, .8, 1.]), np.array([.8, 1, .5, 0])
 
 def breath_env(n:int, cycles:np.ndarray, a_insp, a_exp)->np.ndarray:
-    "Envelope of `n` samples: a bell per inspiration and per expiration with per-cycle amplitudes; zero in pauses."
+    "Envelope of `n` samples: a bell per inspiration and expiration, zero in pauses."
     ti, te = cycles[:, 1] - cycles[:, 0], cycles[:, 2] - cycles[:, 1]
     kt = np.concatenate([cycles[:, :1] + ti[:, None]*_FR_I, cycles[:, 1:2] + te[:, None]*_FR_E], 1).ravel()
     kv = np.concatenate([np.asarray(a_insp)[:, None]*_SH_I, np.asarray(a_exp)[:, None]*_SH_E], 1).ravel()
@@ -137,7 +137,7 @@ EQUIPMENT = {  # the ICBHI loader's device names
 
 # %% ../nbs/04_synth.ipynb #05b9039b
 def device_mag(rng:np.random.Generator, f, lo, hi, order, res_f, res_db, nyquist=None)->np.ndarray:
-    "A device's response with this recording's variation: cut-off jitter, an extra resonance, a tilt; nothing above `nyquist`."
+    "A device's response with this recording's variation (cut-offs, resonance, tilt)."
     m = band_mag(f, lo*rng.uniform(0.8, 1.25), hi*rng.uniform(0.8, 1.25), order)
     m = m*peak_mag(f, res_f*rng.uniform(0.8, 1.25), res_db*rng.uniform(0.5, 1.5), 1.5)
     m = m*peak_mag(f, np.exp(rng.uniform(np.log(80), np.log(2000))), rng.uniform(-5, 6), rng.uniform(1, 4))
@@ -161,7 +161,7 @@ def hum(rng:np.random.Generator, n:int, level:float)->np.ndarray:
 
 # %% ../nbs/04_synth.ipynb #598722c6
 def handling(rng:np.random.Generator, n:int, rate_per_10s:float=0.6, scale:float=1.)->np.ndarray:
-    "Handling noise: low-frequency thumps and broadband rubs at random times (`rate_per_10s` on average), peak ~`scale`."
+    "Handling noise: thumps and rubs at random times (`rate_per_10s` on average), peak ~`scale`."
     out = np.zeros(n, np.float32)
     for _ in range(rng.poisson(rate_per_10s*n/SR/10)):
         L = int(SR*rng.uniform(0.05, 0.35))
@@ -177,9 +177,10 @@ def handling(rng:np.random.Generator, n:int, rate_per_10s:float=0.6, scale:float
     return out
 
 # %% ../nbs/04_synth.ipynb #7f438b2f
-def finish(rng:np.random.Generator, x:np.ndarray, mag:np.ndarray, noise_rms:float, bg_alpha=None, p_hum:float=0.2,
+def finish(rng:np.random.Generator, x:np.ndarray, mag:np.ndarray, noise_rms:float, bg_alpha=None,
+           p_hum:float=0.2,
            handling_rate:float=0.6)->np.ndarray:
-    "Add handling noise, hum and background to `x`, apply the device response `mag`, a noise floor and a random gain."
+    "`x` with handling noise, hum and background, through the device `mag`, floor and gain."
     n = len(x)
     nfft = 2*(len(mag) - 1)
     x = x + handling(rng, n, handling_rate, rms(x))
@@ -308,7 +309,7 @@ def lung_subject(rng:np.random.Generator)->dict:
 
 # %% ../nbs/04_synth.ipynb #3534c725
 def _in_phase(rng, cycles, which, lo, hi, k):
-    "`k` random times at fractions [lo, hi] of the inspiration (which=0) or expiration (which=1) of random `cycles`."
+    "`k` random times at fractions [lo, hi] of an inspiration (which=0) or expiration (1)."
     c = cycles[rng.integers(0, len(cycles), k)]
     return c[:, which] + (c[:, which + 1] - c[:, which])*rng.uniform(lo, hi, k)
 
@@ -327,7 +328,7 @@ def _crackle_times(rng, cyc, dur, p_fine):
 
 # %% ../nbs/04_synth.ipynb #a1604b9e
 def _wheeze_segments(rng, cyc, dur):
-    "Wheezes `(start, end, f0)`: mostly expiratory, >= 0.15 s, at a patient-like pitch (120-900 Hz); at least one."
+    "Wheezes `(start, end, f0)`: mostly expiratory, >= 0.15 s, 120-900 Hz; at least one."
     sel = cyc[rng.random(len(cyc)) < rng.uniform(0.3, 1.0)]
     sel = sel if len(sel) else cyc[rng.integers(0, len(cyc), 1)]
     f0, out = loguniform(rng, 120, 900), []
@@ -356,7 +357,7 @@ def _events(evs):
 
 # %% ../nbs/04_synth.ipynb #3f1831f1
 def lung_clip(rng:np.random.Generator, subj:dict, k:int)->dict:
-    "The spec of the `k`-th ICBHI-like recording of `subj`: duration, metadata, labels, events and render parameters."
+    "The spec of the `k`-th ICBHI-like recording of `subj` (metadata, labels, events, params)."
     dur = round(rng.uniform(6, 10), 2)
     loc = subj['locs'][k % 7]
     cyc = breath_cycles(rng, dur, subj['rate']*rng.uniform(0.93, 1.07), subj['insp_frac'], 0.08)
@@ -380,7 +381,7 @@ def lung_clip(rng:np.random.Generator, subj:dict, k:int)->dict:
 
 # %% ../nbs/04_synth.ipynb #09196dc8
 def crackles(rng:np.random.Generator, n:int, times, kind:str)->np.ndarray:
-    "Unit-peak damped-sinusoid crackles at `times` (s): 'fine' 350-750 Hz / 0.8-2 ms decay, 'coarse' 100-300 Hz / 2.5-6 ms."
+    "Unit-peak damped-sinusoid crackles of `kind` 'fine' or 'coarse' at `times` (s)."
     if not len(times): return np.zeros(n, np.float32)
     E, fine = len(times), kind == 'fine'
     t = np.arange(int((0.015 if fine else 0.035)*SR), dtype=np.float32)/SR
@@ -402,7 +403,7 @@ def tukey(n0:int, r:float=0.25)->np.ndarray:
 
 # %% ../nbs/04_synth.ipynb #f78ef9a7
 def wheeze_tone(rng:np.random.Generator, n0:int, f0:float, glide:float, harm)->np.ndarray:
-    "A tone of `n0` samples: f0 gliding by `glide` (fraction), slight vibrato, harmonics of amplitudes `harm`."
+    "A tone of `n0` samples: f0 gliding by `glide`, slight vibrato, harmonics `harm`."
     u = np.arange(n0, dtype=np.float32)/max(n0 - 1, 1)
     ph = 2*np.pi*np.cumsum(f0*(1 + glide*u)*(1 + 0.01*np.sin(2*np.pi*rng.uniform(3, 8)*u*n0/SR)))/SR + rng.uniform(0, 6.3)
     return sum(a*np.sin((h + 1)*ph) for h, a in enumerate(harm)).astype(np.float32)
@@ -496,7 +497,7 @@ def _circor_meta(rng, age, sex, murmur):
 
 # %% ../nbs/04_synth.ipynb #f592d9f5
 def heart_subject(rng:np.random.Generator)->dict:
-    "A synthetic CirCor-like patient: demographics, heart rate, recorded valves, murmur (described or hidden) and outcome."
+    "A synthetic CirCor-like patient: demographics, heart rate, valves, murmur, outcome."
     age = pick(rng, _w(CIRCOR_AGE))
     sex = 'Female' if rng.random() < 0.52 else 'Male'
     locs = [VALVES[i] for i in sorted(rng.choice(4, int(rng.choice([2, 3, 4], p=[.15, .25, .6])), replace=False))]
@@ -533,7 +534,7 @@ def murmur_segments(onsets:np.ndarray, desc:dict, prefix:str='Systolic'):
 
 # %% ../nbs/04_synth.ipynb #10fe0cf3
 def shaped_env(n:int, starts, ends, shape:str, ramp:float=0.008)->np.ndarray:
-    "Envelope of `n` samples: `shape` ('Plateau', 'Crescendo', ...) inside each [start, end), zero elsewhere, `ramp` s edges."
+    "Envelope of `n` samples: `shape` inside each [start, end), zero elsewhere."
     t = np.arange(n, dtype=np.float32)/SR
     b = np.clip(np.searchsorted(starts, t, 'right') - 1, 0, None)
     L = np.maximum(ends[b] - starts[b], 1e-3)
@@ -543,7 +544,7 @@ def shaped_env(n:int, starts, ends, shape:str, ramp:float=0.008)->np.ndarray:
 
 # %% ../nbs/04_synth.ipynb #4f1f2eed
 def heart_clip(rng:np.random.Generator, subj:dict, k:int)->dict:
-    "The spec of the recording of `subj` at its `k`-th valve: beats, murmur loudness there, metadata, labels, events."
+    "The spec of `subj`'s recording at its `k`-th valve (beats, murmur, labels, events)."
     dur = round(rng.uniform(5, 10), 2)
     loc = subj['locs'][k]
     onsets = heart_beats(rng, dur, subj['hr']*rng.uniform(0.95, 1.05))
@@ -558,7 +559,8 @@ def heart_clip(rng:np.random.Generator, subj:dict, k:int)->dict:
                 events += [_ev(a, b, f'{p.lower()} murmur', dur) for a,
                            b in zip(*murmur_segments(onsets, subj['desc'], p))]
     meta = {**subj['meta'], 'Recording location': loc}
-    return dict(dur=dur, meta=meta, labels={'murmur': meta['Murmur'], 'outcome': meta['Outcome']}, events=_events(events),
+    return dict(dur=dur, meta=meta, labels={'murmur': meta['Murmur'], 'outcome': meta['Outcome']},
+                events=_events(events),
                 params=dict(onsets=onsets, loc=loc, fac=fac, desc=subj['desc'], s3=subj['s3'], noisy=subj['noisy']))
 
 # %% ../nbs/04_synth.ipynb #24f369e6
@@ -579,7 +581,7 @@ def murmur_source(rng:np.random.Generator, f, n:int, pitch:str, quality:str)->np
 
 # %% ../nbs/04_synth.ipynb #319c7d78
 def render_heart(spec:dict, rng:np.random.Generator)->np.ndarray:
-    "Audio of a heart clip spec: S1/S2 (S3), murmurs by timing, shape, grade, pitch and quality, breathing, device, noise."
+    "Audio of a heart clip spec: heart sounds, murmurs, breathing, device and noise."
     p, n = spec['params'], n_samples(spec)
     f = freqs(fast_len(n))
     on, d = p['onsets'], p['desc']
@@ -634,7 +636,7 @@ def cough_subject(rng:np.random.Generator)->dict:
 
 # %% ../nbs/04_synth.ipynb #5ab11740
 def cough_clip(rng:np.random.Generator, subj:dict, k:int)->dict:
-    "The spec of one COUGHVID-like recording: coughs in bouts (onset, length, voiced, decay), metadata, labels, events."
+    "The spec of one COUGHVID-like recording: coughs in bouts, metadata, labels, events."
     dur = round(rng.uniform(3, 10), 2)
     t = rng.uniform(0.2, 1.2)
     coughs = []
@@ -659,7 +661,7 @@ def formant_mag(f, formants, db:float=12)->np.ndarray:
 
 # %% ../nbs/04_synth.ipynb #fa181d71
 def one_cough(rng:np.random.Generator, L:float, voiced:bool, tau:float, p:dict)->np.ndarray:
-    "One unit-peak cough of `L` s: explosive burst, turbulent phase decaying with `tau` s, optional voiced phase."
+    "One unit-peak cough of `L` s: burst, turbulence decaying with `tau` s, maybe voiced."
     n0 = int(L*SR)
     f = freqs(fast_len(n0))
     t = np.arange(n0, dtype=np.float32)/SR
@@ -727,12 +729,13 @@ def breath_clip(rng:np.random.Generator, subj:dict, k:int)->dict:
     per = np.diff(np.append(st, st[-1] + 60/rate))[(st > -0.5*60/rate) & (st < dur)]
     rr = round(float(60/np.mean(per)), 2)
     events = [_ev(a, b, 'inspiration', dur) for a, b in cyc[:, :2]] + [_ev(a, b, 'expiration', dur) for a, b in cyc[:, 1:]]
-    return dict(dur=dur, meta={'Breathing rate': round(rr, 1), 'Activity': act}, labels={'rr': rr}, events=_events(events),
+    return dict(dur=dur, meta={'Breathing rate': round(rr, 1), 'Activity': act}, labels={'rr': rr},
+                events=_events(events),
                 params=dict(cycles=cyc, band=subj['band'], device=subj['device'], act=act))
 
 # %% ../nbs/04_synth.ipynb #eaaa40eb
 def render_breath(spec:dict, rng:np.random.Generator)->np.ndarray:
-    "Audio of a breathing clip spec: nasal airflow noise per phase, microphone rumble, heart after exercise, noise."
+    "Audio of a breathing clip spec: airflow noise per phase, rumble, heart, noise."
     p, n = spec['params'], n_samples(spec)
     f = freqs(fast_len(n))
     cyc = p['cycles']
@@ -774,7 +777,7 @@ _GEN = {'lung': (lung_subject, lung_clip, render_lung), 'heart': (heart_subject,
 
 # %% ../nbs/04_synth.ipynb #0568ec43
 def _check_mix(mix)->dict:
-    "A validated modality mix (dict modality -> non-negative weight; a list of modalities means equal weights)."
+    "A validated modality mix: modality -> non-negative weight (a list: equal weights)."
     if mix is None: return dict(DEFAULT_MIX)
     if isinstance(mix, str): mix = [mix]
     if not isinstance(mix, dict): mix = {m: 1 for m in mix}
@@ -789,7 +792,7 @@ def plan_corpus(n:int, # number of clips
                 seed:int=0, # same seed, same corpus
                 mix:dict|None=None, # share of each modality (default `DEFAULT_MIX`)
                )->list[dict]:
-    "The clip specs of a corpus: id stem, subject, modality, split, metadata, labels, events and render parameters (no audio)."
+    "The clip specs of a corpus: stem, subject, modality, split, labels, events, params."
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
         raise ConfigError(f"n must be a positive integer (number of clips), got {n!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -825,7 +828,8 @@ def specs_frame(specs:list[dict], root)->pd.DataFrame:
     root = Path(root).absolute()
     return recordings_frame([Recording(id=f"synth/{s['stem']}", dataset='synth', subject=s['subject'],
                                        path=str(clip_path(root, s)),
-                                       modality=s['modality'], duration=n_samples(s)/SR, sample_rate=SR, split=s['split'],
+                                       modality=s['modality'], duration=n_samples(s)/SR, sample_rate=SR,
+                                       split=s['split'],
                                        metadata=pyval(s['meta']), labels=pyval(s['labels']),
                                        events=pyval(s['events'])) for s in specs])
 
@@ -860,7 +864,7 @@ def _write_many(jobs:list)->int:
 
 # %% ../nbs/04_synth.ipynb #25b47a22
 def _open_run(out_dir, seed:int, overwrite:bool)->RunDir:
-    "The run folder, created and checked writable; refuses one holding a corpus of another seed or generator version."
+    "The run folder, checked writable; refuses a corpus of another seed or version."
     try:
         run = RunDir(out_dir)
         probe = run.path/f'.write_test.{os.getpid()}'
@@ -915,7 +919,7 @@ def make_corpus(out_dir, # the run folder (created if missing); WAVs go to `audi
                 overwrite:bool=False,
                 # re-render every clip, even when the folder holds valid ones or another seed's corpus
                )->pd.DataFrame:
-    "Generate (or complete) the synthetic corpus in a run folder: WAVs plus `recordings.parquet`; returns the recordings."
+    "Generate (or complete) the synthetic corpus in a run folder; returns the recordings."
     if not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ConfigError(f"workers must be a positive integer, got {workers!r}")
     t0 = time.perf_counter()
@@ -959,14 +963,14 @@ def crackle_rate(x:np.ndarray)->float:
 
 # %% ../nbs/04_synth.ipynb #97d22f24
 def wheeze_tonality(x:np.ndarray)->float:
-    "Sustained tonality: max over time of the 7-frame median of the 100-1100 Hz peak-to-median power ratio (dB)."
+    "Sustained tonality: max of the 7-frame median 100-1100 Hz peak-to-median ratio (dB)."
     b = stft_power(x, 1024, 256)[:, 6:70]
     r = 10*np.log10(b.max(1)/np.median(b, 1))
     return float(np.median(np.lib.stride_tricks.sliding_window_view(r, min(7, len(r))), 1).max())
 
 # %% ../nbs/04_synth.ipynb #b8bf710c
 def murmur_fill(x:np.ndarray)->float:
-    "How much of the time the heart band is filled: 70th minus 30th percentile of 10 ms 60-700 Hz log energies (dB)."
+    "How much the heart band is filled: 70th - 30th percentile of 60-700 Hz energy (dB)."
     e = 10*np.log10(stft_power(x, 512, 160)[:, 2:23].sum(1))
     return float(np.percentile(e, 70) - np.percentile(e, 30))
 
@@ -989,7 +993,7 @@ SUMMARY_BANDS = np.geomspace(50, 8000, 9)
 
 # %% ../nbs/04_synth.ipynb #6e5834f6
 def spectral_summary(x:np.ndarray)->np.ndarray:
-    "13 gain-invariant spectral summary features: relative log energy in 8 bands, loudness spread, centroid mean/std, flatness."
+    "13 gain-invariant spectral summary features of `x`."
     P = stft_power(x, 1024, 512)
     f = np.fft.rfftfreq(1024, 1/SR)
     tot = P.sum(1)
@@ -1023,7 +1027,7 @@ def _task_audio(df:pd.DataFrame, audio:dict, task):
 def hand_evidence(df:pd.DataFrame, # a synth recordings table (`specs_frame` / `make_corpus`)
                   audio:dict, # recording id -> waveform
                  )->pd.DataFrame:
-    "Per embedded task: the hand-made feature's AUROC (rank sum of features for S-copd), or its MAE vs predicting the mean."
+    "Per embedded task: its hand-made features' AUROC, or MAE vs predicting the mean."
     from scipy.stats import rankdata
     rows = []
     for task in (t for t in TASKS.values() if t.synth_features):
@@ -1039,7 +1043,7 @@ def hand_evidence(df:pd.DataFrame, # a synth recordings table (`specs_frame` / `
 
 # %% ../nbs/04_synth.ipynb #7f609f91
 def baseline_evidence(df:pd.DataFrame, audio:dict, folds:int=5)->pd.DataFrame:
-    "Per embedded task: logistic (ridge) regression on `spectral_summary`, stratified subject-grouped CV (LOSO for regression)."
+    "Per embedded task: a `spectral_summary` baseline, subject-grouped cross-validated."
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.model_selection import StratifiedGroupKFold, LeaveOneGroupOut, cross_val_predict
     from sklearn.pipeline import make_pipeline

@@ -134,38 +134,51 @@ _RR = ('breathing rate', 'respiratory rate', 'breaths per minute')
 for _m in ('exhalation', 'cough'):
     register_task(Task(id='T1' if _m == 'exhalation' else 'T2', name=f'COVID-19 ({_m})',
                        dataset='uk_covid19', label='covid',
-                       kind='binary', split='table', metric='auroc', modality=_m, classes=_B01, table=f'coviduk_{_m}',
+                       kind='binary', split='table', metric='auroc', modality=_m, classes=_B01,
+                       table=f'coviduk_{_m}',
                        table_label='label', mask_fields=('covid_test_result',), mask_words=_COVID, mask_modality=_m))
-register_task(Task(id='T3', name='COVID-19 (cough)', dataset='coughvid', label='status', kind='binary', split='table',
-                   metric='auroc', modality='cough', classes={'healthy': 0, 'COVID-19': 1}, table='coughvid_covid',
+register_task(Task(id='T3', name='COVID-19 (cough)', dataset='coughvid', label='status', kind='binary',
+                   split='table',
+                   metric='auroc', modality='cough', classes={'healthy': 0, 'COVID-19': 1},
+                   table='coughvid_covid',
                    table_label='label', mask_fields=('status',), mask_words=_COVID_STATUS))
-register_task(Task(id='T4', name='Gender (cough)', dataset='coughvid', label='gender', kind='binary', split='table',
-                   metric='auroc', modality='cough', classes=_SEX, table='coughvid_gender', table_label='label',
+register_task(Task(id='T4', name='Gender (cough)', dataset='coughvid', label='gender', kind='binary',
+                   split='table',
+                   metric='auroc', modality='cough', classes=_SEX, table='coughvid_gender',
+                   table_label='label',
                    mask_fields=('gender',), mask_words=_GENDER))
-register_task(Task(id='T5', name='COPD vs healthy (lung sounds)', dataset='icbhi', label='diagnosis', kind='binary',
-                   split='table', metric='auroc', modality='lung', classes={'Healthy': 0, 'COPD': 1}, table='icbhi_disease',
+register_task(Task(id='T5', name='COPD vs healthy (lung sounds)', dataset='icbhi', label='diagnosis',
+                   kind='binary',
+                   split='table', metric='auroc', modality='lung', classes={'Healthy': 0, 'COPD': 1},
+                   table='icbhi_disease',
                    mask_fields=('Diagnosis',), mask_words=_ICBHI_DX))
 
 # %% ../nbs/03b_tasks.ipynb #ba28078b
-register_task(Task(id='T6', name='Smoker (cough)', dataset='coswara', label='smoker', kind='binary', split='table',
+register_task(Task(id='T6', name='Smoker (cough)', dataset='coswara', label='smoker', kind='binary',
+                   split='table',
                    metric='auroc', modality='cough', classes=_B01, table='coswara_smoker',
                    table_split='split_google',
                    table_label='label', table_rule='parent/stem', mask_fields=('smoker',),
                    mask_words=('smoker', 'smoking', 'smokes', 'smoke')))
-register_task(Task(id='T7', name='Gender (cough)', dataset='coswara', label='sex', kind='binary', split='table',
+register_task(Task(id='T7', name='Gender (cough)', dataset='coswara', label='sex', kind='binary',
+                   split='table',
                    metric='auroc', modality='cough', classes=_SEX, table='coswara_sex',
                    table_split='split_google',
                    table_label='label', table_rule='parent/stem', mask_fields=('g',), mask_words=_GENDER))
-register_task(Task(id='T8', name='Obstructive vs healthy (lung sounds)', dataset='kauh', label='obstructive', kind='binary',
+register_task(Task(id='T8', name='Obstructive vs healthy (lung sounds)', dataset='kauh', label='obstructive',
+                   kind='binary',
     split='table', metric='auroc', modality='lung', classes=_B01, table='kauh',
     table_split='split_patient_disjoint',
     table_rule='kauh', mask_fields=('Diagnosis',),
-    mask_words=('diagnosis', 'diagnosed', 'obstructive', 'asthma', 'copd', 'chronic obstructive', 'bronchiectasis',
-                'heart failure', 'lung fibrosis', 'pneumonia', 'pleural effusion', 'plueral effusion', 'normal', 'healthy'),
+    mask_words=('diagnosis', 'diagnosed', 'obstructive', 'asthma', 'copd', 'chronic obstructive',
+                'bronchiectasis',
+                'heart failure', 'lung fibrosis', 'pneumonia', 'pleural effusion', 'plueral effusion',
+                'normal', 'healthy'),
     leaky={'split_benchmark': "KAUH's benchmark split is NOT patient-disjoint (49 of 78 patients on both "
            "sides); "
                               "use it only to reproduce published numbers. Its 'val' rows are treated as test, as OPERA does."}))
-register_task(Task(id='T9', name='COPD severity (lung sounds)', dataset='respiratorydatabase_tr', label='copd_level',
+register_task(Task(id='T9', name='COPD severity (lung sounds)', dataset='respiratorydatabase_tr',
+                   label='copd_level',
                    kind='multiclass', split='table', metric='auroc', modality='lung',
                    classes={i: i for i in range(5)},
                    table='respiratorydatabase_tr_copd', table_label='copd_level', mask_fields=('Diagnosis',),
@@ -173,15 +186,19 @@ register_task(Task(id='T9', name='COPD severity (lung sounds)', dataset='respira
 
 # %% ../nbs/03b_tasks.ipynb #a9eb23aa
 for _j, (_m, _lab) in enumerate((_m, _lab) for _m in ('breath', 'vowel') for _lab in ('FVC', 'FEV1', 'FEV1_FVC')):
-    register_task(Task(id=f'T{10 + _j}', name=f'{_lab.replace("_", "/")} ({_m})', dataset='mmlung', label=_lab,
+    register_task(Task(id=f'T{10 + _j}', name=f'{_lab.replace("_", "/")} ({_m})', dataset='mmlung',
+                       label=_lab,
                        kind='regression', split='loso', metric='mae', modality=_m,
                        mask_words=('fvc', 'fev1', 'fev1/fvc', 'spirometry', 'lung function')))
-register_task(Task(id='T16', name='Breathing rate', dataset='nosemic', label='rr', kind='regression', split='loso',
+register_task(Task(id='T16', name='Breathing rate', dataset='nosemic', label='rr', kind='regression',
+                   split='loso',
                    metric='mae', modality='breath', mask_words=_RR))
-register_task(Task(id='T17', name='Murmur vs healthy (heart sounds)', dataset='circor', label='murmur', kind='binary',
+register_task(Task(id='T17', name='Murmur vs healthy (heart sounds)', dataset='circor', label='murmur',
+                   kind='binary',
                    split='subject', metric='auroc', modality='heart', classes={'Absent': 0, 'Present': 1},
                    mask_fields=_MURMUR_F, mask_words=_MURMUR_T))
-register_task(Task(id='T18', name='Symptomatic vs healthy (heart sounds)', dataset='zchsound', label='symptomatic',
+register_task(Task(id='T18', name='Symptomatic vs healthy (heart sounds)', dataset='zchsound',
+                   label='symptomatic',
                    kind='binary', split='subject', metric='auroc', modality='heart', classes=_B01,
                    mask_fields=('Diagnosis',),
                    mask_words=('diagnosis', 'diagnosed', 'normal', 'septal defect', 'ductus',
@@ -192,26 +209,36 @@ register_task(Task(id='T18', name='Symptomatic vs healthy (heart sounds)', datas
 register_task(Task(id='S-crackles', name='Crackles (synthetic lung sounds)', dataset='synth',
                    label='crackles', kind='binary',
                    split='subject', metric='auroc', modality='lung', classes=_B01, fractions=(0.6, 0.2, 0.2),
-                   mask_fields=('Crackles',), mask_words=('crackle', 'crackles', 'crepitations'), mask_modality='lung',
+                   mask_fields=('Crackles',), mask_words=('crackle', 'crackles', 'crepitations'),
+                   mask_modality='lung',
                    synth_features=('crackle_rate',)))
-register_task(Task(id='S-wheezes', name='Wheezes (synthetic lung sounds)', dataset='synth', label='wheezes', kind='binary',
+register_task(Task(id='S-wheezes', name='Wheezes (synthetic lung sounds)', dataset='synth', label='wheezes',
+                   kind='binary',
                    split='subject', metric='auroc', modality='lung', classes=_B01, fractions=(0.6, 0.2, 0.2),
-                   mask_fields=('Wheezes',), mask_words=('wheeze', 'wheezes', 'wheezing'), mask_modality='lung',
+                   mask_fields=('Wheezes',), mask_words=('wheeze', 'wheezes', 'wheezing'),
+                   mask_modality='lung',
                    synth_features=('wheeze_tonality',)))
-register_task(Task(id='S-copd', name='COPD vs healthy (synthetic lung sounds)', dataset='synth', label='diagnosis',
+register_task(Task(id='S-copd', name='COPD vs healthy (synthetic lung sounds)', dataset='synth',
+                   label='diagnosis',
                    kind='binary', split='subject', metric='auroc', modality='lung',
                    classes={'Healthy': 0, 'COPD': 1},
-                   fractions=(0.6, 0.2, 0.2), mask_fields=('Diagnosis',), mask_words=_ICBHI_DX, mask_modality='lung',
+                   fractions=(0.6, 0.2, 0.2), mask_fields=('Diagnosis',), mask_words=_ICBHI_DX,
+                   mask_modality='lung',
                    synth_features=('crackle_rate', 'wheeze_tonality')))
-register_task(Task(id='S-murmur', name='Murmur (synthetic heart sounds)', dataset='synth', label='murmur', kind='binary',
+register_task(Task(id='S-murmur', name='Murmur (synthetic heart sounds)', dataset='synth', label='murmur',
+                   kind='binary',
                    split='subject', metric='auroc', modality='heart', classes={'Absent': 0, 'Present': 1},
-                   fractions=(0.6, 0.2, 0.2), mask_fields=_MURMUR_F, mask_words=_MURMUR_T, mask_modality='heart',
+                   fractions=(0.6, 0.2, 0.2), mask_fields=_MURMUR_F, mask_words=_MURMUR_T,
+                   mask_modality='heart',
                    synth_features=('murmur_fill',)))
-register_task(Task(id='S-covid-cough', name='COVID-19 (synthetic coughs)', dataset='synth', label='status', kind='binary',
+register_task(Task(id='S-covid-cough', name='COVID-19 (synthetic coughs)', dataset='synth', label='status',
+                   kind='binary',
                    split='subject', metric='auroc', modality='cough', classes={'healthy': 0, 'COVID-19': 1},
-                   fractions=(0.6, 0.2, 0.2), mask_fields=('status',), mask_words=_COVID_STATUS, mask_modality='cough',
+                   fractions=(0.6, 0.2, 0.2), mask_fields=('status',), mask_words=_COVID_STATUS,
+                   mask_modality='cough',
                    synth_features=('cough_brightness',)))
-register_task(Task(id='S-breathing-rate', name='Breathing rate (synthetic breathing)', dataset='synth', label='rr',
+register_task(Task(id='S-breathing-rate', name='Breathing rate (synthetic breathing)', dataset='synth',
+                   label='rr',
                    kind='regression', split='loso', metric='mae', modality='breath',
                    mask_fields=('Breathing rate',),
                    mask_words=_RR, mask_modality='breath', synth_features=('breathing_rate',)))
