@@ -43,9 +43,9 @@ def mel_settings(n_samples:int=TRAIN_SAMPLES, # samples per clip (131 000 = AcuL
                 front_end='acula.audio.LogMel', variants=list(MEL_VARIANTS if augment else MEL_VARIANTS[:1]),
                 crop=crop, crop_seed=seed if crop == 'random' else None, dtype='float16', version=1)
 
-# %% ../nbs/04a_features.ipynb #f35d2cda
+# %% ../nbs/04a_features.ipynb #056ef031
 class MelCache:
-    "Log-mels (and augmented variants) of a run's recordings, memory-mapped fp16 in `features/`."
+    "Log-mels (and variants) of a run's recordings, memory-mapped fp16."
     def __init__(self, run, # a `RunDir` or a run folder
                  ids:list, # recording ids, in row order
                  settings:dict, # from `mel_settings`
@@ -75,10 +75,10 @@ def _data_ok(path, shape)->bool:
     except (OSError, ValueError, EOFError): return False
     return mm.shape == tuple(shape) and mm.dtype == np.float16
 
-# %% ../nbs/04a_features.ipynb #52c5f3fe
+# %% ../nbs/04a_features.ipynb #9cf5e078
 @patch
 def _read_state(self:MelCache):
-    "Load `done` and `bad`/`warned` from disk; a missing or damaged file resets what it held."
+    "Load `done`, `bad`, `warned`; a missing or damaged file resets its part."
     self.done, self.bad, self.warned = np.zeros(len(self.ids), np.uint8), {}, {}
     if not _data_ok(self.data_path, self.shape): return
     try:
@@ -110,10 +110,10 @@ def _save_state(self:MelCache):
     atomic_write(self.done_path, buf.getvalue())
     atomic_write(self.bad_path, json.dumps({'failed': self.bad, 'warned': self.warned}, indent=1))
 
-# %% ../nbs/04a_features.ipynb #7aafa849
+# %% ../nbs/04a_features.ipynb #4e3d5950
 @patch
 def _create(self:MelCache):
-    "Create the folder, `index.json` and an empty full-size `mels.npy` (through a temporary name)."
+    "Create the folder, `index.json` and an empty full-size `mels.npy`."
     self.folder.mkdir(parents=True, exist_ok=True)
     tmp = self.folder/'.mels.npy.tmp'
     np.lib.format.open_memmap(tmp, mode='w+', dtype=np.float16, shape=self.shape).flush()
@@ -138,10 +138,10 @@ def _reason(e:BaseException)->str:
     if isinstance(e, AculaError): return e.problem
     return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
 
-# %% ../nbs/04a_features.ipynb #f2c86935
+# %% ../nbs/04a_features.ipynb #e9f7a913
 @patch
 def _load_chunk(self:MelCache, rows, paths)->tuple:
-    "(rows read, their waveforms cut to the clip length); failures go to `bad`, warnings to `warned`."
+    "(rows read, their clips); failures go to `bad`, warnings to `warned`."
     n, ok, waves = self.settings['n_samples'], [], []
     for r in rows:
         try:
@@ -160,14 +160,14 @@ def _load_chunk(self:MelCache, rows, paths)->tuple:
         ok.append(r)
     return ok, waves
 
-# %% ../nbs/04a_features.ipynb #0e8832a5
+# %% ../nbs/04a_features.ipynb #787fdc68
 @patch
 def build(self:MelCache, paths:list, # audio path of each id, in row order
           batch_size:int=32, # clips per LogMel batch (and per saved chunk)
           device=None, # torch device for the front end and augmentations
           show_progress:bool=True, # progress bar
          )->MelCache:
-    "Compute every row not done yet (resumable); skip unreadable recordings, recorded in `bad.json`."
+    "Compute every row not done yet; unreadable files are skipped and recorded."
     if len(paths) != len(self.ids): raise ConfigError(f"{len(paths)} paths for {len(self.ids)} ids")
     if not _data_ok(self.data_path, self.shape) or not (self.folder/'index.json').exists(): self._create()
     todo = [r for r in range(len(self.ids)) if not self.done[r] and self.ids[r] not in self.bad]

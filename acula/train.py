@@ -48,10 +48,10 @@ EXPORT_NAMES = {'align': 'aligned', 'pretrain': 'pretrained', 'baseline': 'basel
 # %% ../nbs/09_train.ipynb #c8f8f14b
 ENCODER_PRESETS = {'opera-gt': OperaGT.full, 'opera-gt-small': OperaGT.small}
 
-# %% ../nbs/09_train.ipynb #bf897db5
+# %% ../nbs/09_train.ipynb #1f4d9b70
 @dataclass
 class TrainConfig:
-    "Every setting of an alignment, pre-training or baseline run (saved in config.json and every checkpoint)."
+    "Every setting of an alignment, pre-training or baseline run."
     mode:str = 'align'               # 'align' (AcuLa), 'pretrain' (the kit's MAE pre-training) or 'baseline'
     encoder:str|None = None          # 'opera-gt', 'opera-gt-small', 'pretrained', a folder, an official .ckpt
     teacher:str|None = None          # teacher id or model name of the cached embeddings; None = the only one
@@ -139,10 +139,10 @@ def _type_ok(ann:str, v)->bool:
     if isinstance(v, bool) and 'bool' not in kinds: return False
     return any(isinstance(v, _TYPES.get(k, object)) for k in kinds if k != 'None')
 
-# %% ../nbs/09_train.ipynb #7916b89e
+# %% ../nbs/09_train.ipynb #b239adc6
 @patch(cls_method=True)
 def from_dict(cls:TrainConfig, d:dict)->TrainConfig:
-    "A config from `to_dict` output; unknown keys or wrongly typed values raise `ConfigError`."
+    "A config from `to_dict` output, every key and value type checked."
     names = {f.name: f for f in fields(cls)}
     unknown = sorted(set(d) - set(names))
     if unknown: raise ConfigError(f"unknown training settings {unknown}")
@@ -151,9 +151,9 @@ def from_dict(cls:TrainConfig, d:dict)->TrainConfig:
     if wrong: raise ConfigError(f"wrongly typed training settings: {', '.join(wrong)}")
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
-# %% ../nbs/09_train.ipynb #bc01b35d
+# %% ../nbs/09_train.ipynb #213d661a
 def report_texts(run:RunDir, ids:list, field:str='text')->list:
-    "The report text (`field`: 'text' or 'masked_text') of every id, or `ConfigError` naming ids without one."
+    "The report text (`field`) of every id; `ConfigError` names ids without one."
     from acula.reports import load_reports
     if not run.reports.is_file():
         raise ConfigError("no reports.jsonl: write the reports first (acula.reports.write_reports)", run.reports)
@@ -167,9 +167,9 @@ def report_texts(run:RunDir, ids:list, field:str='text')->list:
                                   path=run.reports)
     return [rec[i][1] for i in ids]
 
-# %% ../nbs/09_train.ipynb #370d052c
+# %% ../nbs/09_train.ipynb #90e58c07
 def resolve_teacher_id(run:RunDir, teacher:str|None=None)->str:
-    "The full id of the cached teacher that `teacher` (an id, a model name, 'minilm') names."
+    "The full id of the cached teacher that `teacher` names."
     ids = cached_teachers(run)
     if not ids:
         raise ConfigError("no teacher embeddings in this run: embed the reports first "
@@ -185,10 +185,10 @@ def resolve_teacher_id(run:RunDir, teacher:str|None=None)->str:
     raise ConfigError(f"no text embeddings from teacher {teacher!r} in this run; cached teachers: {ids}",
                       path=run.text_emb)
 
-# %% ../nbs/09_train.ipynb #7780f040
+# %% ../nbs/09_train.ipynb #a7b97d49
 @dataclass
 class TrainData:
-    "Rows of the training recordings in the spectrogram cache and the teacher-embedding cache."
+    "Rows of the training recordings in the spectrogram and teacher caches."
     ids:list
     mel_rows:np.ndarray
     mels:np.ndarray
@@ -202,12 +202,12 @@ class TrainData:
     @property
     def fingerprint(self)->str: return _sha([self.ids, self.teacher_id, list(self.variants)])[:16]
 
-# %% ../nbs/09_train.ipynb #e756ee8a
+# %% ../nbs/09_train.ipynb #8c6d4639
 @patch
 def batch(self:TrainData, idx, # positions into `ids`
           var, # variant of each (0 = clean clip)
           device='cpu')->tuple:
-    "(mels (B, T, 64) float32, teacher embeddings (B, D) float32 or None) of the rows `idx`."
+    "(mels (B, T, 64), teacher embeddings (B, D) or None) of rows `idx`, float32."
     idx, var = np.asarray(idx), np.asarray(var)
     mel = torch.from_numpy(np.ascontiguousarray(self.mels[self.mel_rows[idx], var])).to(device).float()
     if self.text is None: return mel, None
@@ -238,9 +238,9 @@ def _check_finite(arr, rows, ids:list, what:str, folder, fix:str):
     if bad: raise ConfigError(f"{what} holds non-finite values for {len(bad)} training recording(s) "
                               f"(first: {[ids[k] for k in bad[:3]]}); {fix}", path=folder)
 
-# %% ../nbs/09_train.ipynb #a82115d6
+# %% ../nbs/09_train.ipynb #c86d6b4b
 def _text_rows(run:RunDir, cfg:TrainConfig, ids:list)->tuple:
-    "(teacher id, cache, row of each id's report) or ConfigError for missing reports / embeddings."
+    "(teacher id, cache, row of each id's report), all checked."
     texts = report_texts(run, ids, cfg.report_field)
     tid = resolve_teacher_id(run, cfg.teacher)
     cache = TextEmbeddingCache(run, tid, create=False)
@@ -249,11 +249,11 @@ def _text_rows(run:RunDir, cfg:TrainConfig, ids:list)->tuple:
                   "delete this folder and embed the reports again (acula.teachers.cache_reports)")
     return tid, cache, rows
 
-# %% ../nbs/09_train.ipynb #d4d9eb85
+# %% ../nbs/09_train.ipynb #97b9a926
 def prepare_data(cfg:TrainConfig, run, # the settings and the run folder
                  world:int=1, is_main:bool=True, wait=None, # processes, whether this is the main one, a barrier
                  show_progress:bool=True)->TrainData:
-    "Check the run's inputs, build (or reuse) the spectrogram cache, and return the training rows."
+    "Check the run's inputs, build (or reuse) the caches; the training rows."
     from acula.datasets import load_recordings
     run = run if isinstance(run, RunDir) else RunDir(run, create=False)
     df = load_recordings(run)
@@ -281,9 +281,9 @@ def _encoder_source(cfg:TrainConfig, run:RunDir)->str:
     if cfg.encoder is not None: return cfg.encoder
     return 'opera-gt' if cfg.mode == 'pretrain' else 'pretrained'
 
-# %% ../nbs/09_train.ipynb #0fdbf831
+# %% ../nbs/09_train.ipynb #7b5aaa9e
 def build_encoder(cfg:TrainConfig, run:RunDir)->AudioEncoder:
-    "The encoder training starts from, as `cfg.encoder` names it; `ConfigError` if it cannot be used."
+    "The encoder training starts from, as `cfg.encoder` names it."
     src = _encoder_source(cfg, run)
     if src in ENCODER_PRESETS: enc = ENCODER_PRESETS[src]()
     elif src == 'pretrained':
@@ -303,9 +303,9 @@ def build_encoder(cfg:TrainConfig, run:RunDir)->AudioEncoder:
         raise ConfigError(msg)
     return enc
 
-# %% ../nbs/09_train.ipynb #3e5b9d3f
+# %% ../nbs/09_train.ipynb #0760f360
 class SSLOnly(nn.Module):
-    "An encoder trained on its own SSL loss alone (MAE pre-training, the baseline): `AcuLa`'s loss dict."
+    "An encoder trained on its SSL loss alone, with `AcuLa`'s loss dict."
     def __init__(self, encoder:AudioEncoder):
         super().__init__()
         self.encoder, self.lam = encoder, 0.
@@ -313,9 +313,9 @@ class SSLOnly(nn.Module):
         ssl = self.encoder.ssl_loss(mel).float()
         return {'align_loss': torch.zeros((), device=mel.device), 'ssl_loss': ssl, 'loss': ssl}
 
-# %% ../nbs/09_train.ipynb #d83881ae
+# %% ../nbs/09_train.ipynb #7afde6b9
 class TrainModel(nn.Module):
-    "What Accelerate wraps: losses of a batch, or (audio proj., text proj., SSL loss) with `pieces=True`."
+    "What Accelerate wraps: losses, or the projections and SSL loss (`pieces`)."
     def __init__(self, net:nn.Module):
         super().__init__()
         self.net = net
@@ -333,9 +333,9 @@ def build_model(cfg:TrainConfig, run:RunDir, text_dim:int|None, teacher_id:str|N
     return AcuLa(enc, text_dim, estimator=cfg.estimator, lam=cfg.lam, proj_dim=cfg.proj_dim,
                  hidden_dim=cfg.hidden_dim, dropout=cfg.dropout, teacher_id=teacher_id)
 
-# %% ../nbs/09_train.ipynb #73a6477e
+# %% ../nbs/09_train.ipynb #1f85d4d2
 def warmup_linear(warmup:int, total:int):
-    "Multiplier of the base lr at step s: linear warm-up to 1 over `warmup` steps, then linear decay to 0."
+    "The lr multiplier at step s: linear warm-up, then linear decay to 0."
     def f(s:int)->float:
         if s < warmup: return (s + 1) / (warmup + 1)
         return max(0., (total - s) / max(1, total - warmup))
@@ -358,17 +358,17 @@ def epoch_order(seed:int, epoch:int, n:int, n_variants:int, augment_p:float=1.0)
     aug = g.random(n) < augment_p
     return perm, np.where(aug, 1 + g.integers(0, n_variants - 1, n), 0).astype(np.int64)
 
-# %% ../nbs/09_train.ipynb #2b329e8f
+# %% ../nbs/09_train.ipynb #c405f546
 def step_rows(perm:np.ndarray, var:np.ndarray, i:int, batch:int, world:int, accum:int, rank:int)->list:
-    "[(positions, variants)] of each micro-batch of step `i` of an epoch, for process `rank`."
+    "[(positions, variants)] of each micro-batch of step `i`, for `rank`."
     G = batch * world * accum
     p, v = perm[i * G:(i + 1) * G], var[i * G:(i + 1) * G]
     blocks = [slice((j * world + rank) * batch, (j * world + rank + 1) * batch) for j in range(accum)]
     return [(p[b], v[b]) for b in blocks]
 
-# %% ../nbs/09_train.ipynb #7ca32779
+# %% ../nbs/09_train.ipynb #36e64b16
 def global_gather(z:torch.Tensor)->torch.Tensor:
-    "Concatenate `z` (n, d) of every process in rank order, differentiably; `z` itself when not distributed."
+    "`z` (n, d) of every process in rank order, differentiably."
     import torch.distributed as dist
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1: return z
     from torch.distributed.nn.functional import all_gather
@@ -408,9 +408,9 @@ def _sync_ctx(acc, model, last:bool):
     "No gradient all-reduce before the last micro-batch of a step."
     return contextlib.nullcontext() if last or acc is None else acc.no_sync(model)
 
-# %% ../nbs/09_train.ipynb #230bdd73
+# %% ../nbs/09_train.ipynb #6cf99c27
 def micro_pass(acc, model:nn.Module, micro:list, gather=None)->dict:
-    "Forward/backward of each micro-batch, loss/k each (one CKA per micro-batch, the paper's); mean losses."
+    "Forward/backward of each micro-batch (a CKA each, the paper's); mean losses."
     k, tot = len(micro), {}
     for j, (mel, temb) in enumerate(micro):
         with _sync_ctx(acc, model, j == k - 1):
@@ -419,9 +419,9 @@ def micro_pass(acc, model:nn.Module, micro:list, gather=None)->dict:
         for key, v in out.items(): tot[key] = tot.get(key, 0.) + v.detach().float() / k
     return tot
 
-# %% ../nbs/09_train.ipynb #c02f40b4
+# %% ../nbs/09_train.ipynb #8e5dcd44
 def accumulated_pass(acc, model:nn.Module, micro:list, gather=None)->dict:
-    "One CKA over all micro-batches (and processes) by gradient caching; mean SSL loss; losses."
+    "One CKA over all micro-batches (and processes) by gradient caching."
     net, k, dev = acc.unwrap_model(model).net, len(micro), acc.device
     states, za, zt = [], [], []
     with torch.no_grad():
@@ -449,9 +449,9 @@ def accumulated_pass(acc, model:nn.Module, micro:list, gather=None)->dict:
     align = align.detach()
     return {'align_loss': align, 'ssl_loss': ssl, 'loss': net.lam * align + (1 - net.lam) * ssl}
 
-# %% ../nbs/09_train.ipynb #c7dca590
+# %% ../nbs/09_train.ipynb #ca1ac450
 def optimizer_step(acc, model:nn.Module, opt, sched, max_grad_norm:float)->dict:
-    "Clip, step optimiser and schedule, zero the gradients; {'grad_norm', 'clipped', 'skipped'}."
+    "Clip, step optimiser and schedule, zero the gradients; the step's stats."
     params = [p for p in model.parameters() if p.requires_grad]
     norm = acc.clip_grad_norm_(params, max_grad_norm if max_grad_norm > 0 else float('inf'))
     norm = float(norm) if norm is not None else float('nan')
@@ -510,9 +510,9 @@ def list_checkpoints(folder)->list:
     if not folder.is_dir(): return []
     return sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := _CKPT.match(p.name)))
 
-# %% ../nbs/09_train.ipynb #f272dffb
+# %% ../nbs/09_train.ipynb #a7392612
 def save_checkpoint(folder, state:dict, acc)->Path:
-    "Write this process's RNG file, then (main process) the checkpoint itself; prune old ones."
+    "Write this process's RNG file, then the checkpoint; prune old ones."
     folder, step = Path(folder), state['step']
     main = folder/f"step-{step:08d}.pt"
     rank = acc.process_index
@@ -527,9 +527,9 @@ def save_checkpoint(folder, state:dict, acc)->Path:
     acc.wait_for_everyone()
     return main
 
-# %% ../nbs/09_train.ipynb #7f9fa856
+# %% ../nbs/09_train.ipynb #0e8da045
 def load_checkpoint(path)->dict:
-    "A checkpoint written by `save_checkpoint`, loaded safely on CPU; `CheckpointError` if it is not one."
+    "A checkpoint of `save_checkpoint`, loaded safely on the CPU."
     try: ck = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
         first = (str(e).splitlines() or [''])[0][:200]
@@ -538,9 +538,9 @@ def load_checkpoint(path)->dict:
         raise CheckpointError(f"not an {CKPT_FORMAT} checkpoint", path)
     return ck
 
-# %% ../nbs/09_train.ipynb #4f6016ac
+# %% ../nbs/09_train.ipynb #a7009e70
 def latest_checkpoint(folder)->dict|None:
-    "The newest readable checkpoint in `folder` (its path in '_path'), or None when there is none."
+    "The newest readable checkpoint in `folder` (path in '_path'), or None."
     cks, skipped = list_checkpoints(folder), []
     for _, p in reversed(cks):
         try: ck = load_checkpoint(p)
@@ -555,9 +555,9 @@ def latest_checkpoint(folder)->dict|None:
 # %% ../nbs/09_train.ipynb #fac85600
 RESUME_FREE = ('save_every', 'keep_checkpoints', 'log_every', 'compile', 'device')
 
-# %% ../nbs/09_train.ipynb #3153ab64
+# %% ../nbs/09_train.ipynb #ef1411d9
 def resume_config(saved:dict, cfg:TrainConfig|None)->TrainConfig:
-    "The config to resume with: the saved one, with only `RESUME_FREE` settings taken from `cfg`."
+    "The saved config, with only the `RESUME_FREE` settings taken from `cfg`."
     old = TrainConfig.from_dict(saved)
     if cfg is None: return old
     names = [f.name for f in fields(TrainConfig) if f.name not in RESUME_FREE]
@@ -616,9 +616,9 @@ def _model_card(stage:str, cfg:TrainConfig, info:dict)->str:
               f"Load with {load}.", "", "## Config", "", "```json", json.dumps(cfg.to_dict(), indent=1), "```"]
     return "\n".join(lines) + "\n"
 
-# %% ../nbs/09_train.ipynb #87812d50
+# %% ../nbs/09_train.ipynb #b532c827
 def _add_provenance(enc_dir:Path, stage:str, info:dict):
-    "Record in `acula_encoder.json` which stage trained these weights, from what, for how many steps."
+    "Record in `acula_encoder.json` which stage trained these weights."
     meta = json.loads((enc_dir/'acula_encoder.json').read_text())
     note = {'note': KIT_MAE_NOTE} if stage == 'pretrain' else {}
     meta['provenance'] = {'stage': STAGE_LABELS[stage], 'encoder_source': info['encoder_source'],
@@ -646,9 +646,9 @@ def export_model(net:nn.Module, folder, stage:str, cfg:TrainConfig, info:dict)->
     shutil.rmtree(old, ignore_errors=True)
     return folder
 
-# %% ../nbs/09_train.ipynb #e20f5a6c
+# %% ../nbs/09_train.ipynb #ba6ef3e7
 class Trainer:
-    "One training run: set up from a run folder (or a checkpoint), then `run` it to its export."
+    "One training run: set up from a run folder (or a checkpoint), then `run`."
     def __init__(self, cfg:TrainConfig|None, run, resume:bool=False, overwrite:bool=False, mode:str|None=None,
                  data:TrainData|None=None, show_progress:bool|None=True):
         self.run_dir = run if isinstance(run, RunDir) else RunDir(run, create=False)
@@ -661,10 +661,10 @@ class Trainer:
         self._setup_rng(ck)
         if ck is None and overwrite: self._clear_checkpoints()
 
-# %% ../nbs/09_train.ipynb #33fc4603
+# %% ../nbs/09_train.ipynb #bbd05bd7
 @patch
 def _configure(self:Trainer, cfg:TrainConfig|None, resume:bool, overwrite:bool)->dict|None:
-    "Set `cfg` (the checkpoint's when resuming) and validate it; the checkpoint to resume from, or None."
+    "Set and validate `cfg`; the checkpoint to resume from, or None."
     ck = latest_checkpoint(self.ckdir) if resume else None
     if resume and ck is None: get_logger('train').info(f"resume: no checkpoint in {self.ckdir}, fresh start")
     self.cfg = (resume_config(ck['config'], cfg) if ck else (cfg or TrainConfig(mode=self.mode))).validate()
@@ -711,10 +711,10 @@ def _setup_model(self:Trainer, ck:dict|None):
     self.model, self.opt = acc.prepare(TrainModel(self.net), opt)
     if c.compile: self.model = torch.compile(self.model)
 
-# %% ../nbs/09_train.ipynb #ac39328b
+# %% ../nbs/09_train.ipynb #32e24eab
 @patch
 def _setup_rng(self:Trainer, ck:dict|None):
-    "Per-process RNG streams (masks, dropout): restored from the checkpoint, or seeded from (seed, rank)."
+    "Per-process RNG streams: from the checkpoint, or seeded by (seed, rank)."
     if ck is None: return seed_everything(self.cfg.seed * 1000 + 17 + self.rank)
     if self.rank == 0: return set_rng_states(ck['rng'], self.acc.device)
     p = Path(ck['_path']).with_suffix(f'.rng{self.rank}.pt')
@@ -724,10 +724,10 @@ def _setup_rng(self:Trainer, ck:dict|None):
                                 "checkpoint; reseeding (not bit-exact)")
     seed_everything(self.cfg.seed * 1000 + 17 + self.rank + 7919 * self.step)
 
-# %% ../nbs/09_train.ipynb #d01cfff1
+# %% ../nbs/09_train.ipynb #60aa4d1f
 @patch
 def _clear_checkpoints(self:Trainer):
-    "Remove this stage's checkpoints (main process), once everything else has been checked."
+    "Remove this stage's checkpoints, once everything else is checked."
     if self.acc.is_main_process: shutil.rmtree(self.ckdir, ignore_errors=True)
     self.acc.wait_for_everyone()
 
@@ -771,10 +771,10 @@ def save(self:Trainer)->Path:
              'encoder_source': str(_encoder_source(self.cfg, self.run_dir)), 'teacher_id': self.data.teacher_id}
     return save_checkpoint(self.ckdir, state, self.acc)
 
-# %% ../nbs/09_train.ipynb #082ed3c1
+# %% ../nbs/09_train.ipynb #a7b78b37
 @patch
 def _log(self:Trainer, win:list, t0:float, t_start:float)->dict:
-    "Reduce a window of step outputs over processes into one metrics row (main process appends it)."
+    "One metrics row from a window of step outputs, reduced over processes."
     keys = ('loss', 'align_loss', 'ssl_loss')
     dev = self.acc.device
     loss = torch.stack([torch.stack([torch.as_tensor(w[k], device=dev).float() for k in keys]) for w in win])
@@ -818,10 +818,10 @@ def run(self:Trainer, stop_after:int|None=None, # return after this many steps w
     bar.close()
     return self.finish(row or self._last_row())
 
-# %% ../nbs/09_train.ipynb #88d4dd5a
+# %% ../nbs/09_train.ipynb #59cc1054
 @patch
 def _last_row(self:Trainer)->dict:
-    "The last metrics row of this stage (a resumed run that had nothing left to do reports it)."
+    "The last metrics row of this stage."
     p = metrics_path(self.run_dir, self.mode)
     rows = _read_metrics(p) if p.exists() else []
     keep = ('loss', 'align_loss', 'ssl_loss', 'clips_per_s')
@@ -844,10 +844,10 @@ def summary(self:Trainer, row:dict, finished:bool)->dict:
 # %% ../nbs/09_train.ipynb #eabf2dd8
 MAX_SKIPPED = 0.5   # a finished run with more than this fraction of skipped steps fails
 
-# %% ../nbs/09_train.ipynb #ce882884
+# %% ../nbs/09_train.ipynb #87ba368c
 @patch
 def finish(self:Trainer, row:dict)->dict:
-    "Export the model and record the finished stage (main process); fail if most steps were skipped."
+    "Export the model and record the stage; fail if most steps were skipped."
     s = self.summary(row, finished=True)
     note = {'note': KIT_MAE_NOTE} if self.mode == 'pretrain' else {}
     stage = {**self.cfg.to_dict(), 'label': STAGE_LABELS[self.mode], **note, **s}
@@ -863,7 +863,7 @@ def finish(self:Trainer, row:dict)->dict:
     self.acc.wait_for_everyone()
     return s
 
-# %% ../nbs/09_train.ipynb #23a72689
+# %% ../nbs/09_train.ipynb #d7b8e10e
 def fit(cfg:TrainConfig|None, # the settings; None with resume=True takes them from the checkpoint
         run_dir, # the run folder (recordings, reports, text embeddings; features are computed if missing)
         resume:bool=False, # continue from the newest checkpoint of this stage (fresh start if there is none)
@@ -872,7 +872,7 @@ def fit(cfg:TrainConfig|None, # the settings; None with resume=True takes them f
         stop_after:int|None=None, # stop after this many steps, without final save/export (a simulated kill)
         show_progress:bool=True, # progress bars
        )->dict:
-    "Train AcuLa (or pre-train / the baseline, by `cfg.mode`) from a run folder's caches; a summary dict."
+    "Train AcuLa (or pre-train, or the baseline) on a run folder; a summary."
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir, create=False)
     stage = cfg.mode if cfg is not None else (mode or 'align')
     main = os.environ.get('RANK', '0') == '0'
@@ -880,14 +880,14 @@ def fit(cfg:TrainConfig|None, # the settings; None with resume=True takes them f
         t = Trainer(cfg, run, resume=resume, overwrite=overwrite, mode=mode, show_progress=show_progress)
         return t.run(stop_after)
 
-# %% ../nbs/09_train.ipynb #f0111842
+# %% ../nbs/09_train.ipynb #0a25feca
 def pretrain(cfg:TrainConfig|None, run_dir, **kw)->dict:
-    "The kit's own MAE pre-training of the encoder (NOT the official OPERA-GT checkpoint); a summary dict."
+    "The kit's own MAE pre-training (NOT the official OPERA-GT checkpoint)."
     return fit(None if cfg is None else replace(cfg, mode='pretrain'), run_dir, mode='pretrain', **kw)
 
-# %% ../nbs/09_train.ipynb #2eecb4f0
+# %% ../nbs/09_train.ipynb #f1061a28
 def baseline(cfg:TrainConfig|None, run_dir, **kw)->dict:
-    "The audio-only baseline: the same loop, data and steps as `fit`, SSL loss only, reports unused."
+    "The audio-only baseline: `fit`'s loop, data and steps, SSL loss only."
     return fit(None if cfg is None else replace(cfg, mode='baseline'), run_dir, mode='baseline', **kw)
 
 # %% ../nbs/09_train.ipynb #289cc275
@@ -913,11 +913,11 @@ def _read_settings(path)->dict:
     if not isinstance(d, dict): raise ConfigError("a settings file holds one JSON object of settings", p)
     return d
 
-# %% ../nbs/09_train.ipynb #d1641dbf
+# %% ../nbs/09_train.ipynb #b61eb72e
 def cli_config(mode:str, run:RunDir, preset:str='paper', resume:bool=False, # stage, run, preset, resuming?
                config=None, sets=(), **flags, # a settings file, 'key=value' strings, flags (None = not given)
               )->TrainConfig|None:
-    "The config a command line asks for (preset or checkpoint, file, --set, flags), or None to resume as saved."
+    "The config a command line asks for, or None to resume as saved."
     if preset not in PRESETS: raise ConfigError(f"unknown preset {preset!r}; use one of {list(PRESETS)}")
     given = {**(_read_settings(config) if config else {}), **_parse_sets(sets),
              **{k: v for k, v in flags.items() if v is not None}}
@@ -951,7 +951,7 @@ def acula_align(run_dir:str, # run folder with recordings, reports and cached te
     flags = dict(encoder=encoder, max_steps=steps)
     return train_cli('align', run_dir, preset, config, set, resume, overwrite, **flags)
 
-# %% ../nbs/09_train.ipynb #988416d8
+# %% ../nbs/09_train.ipynb #7b850c26
 @cli_main
 @call_parse
 def acula_pretrain(run_dir:str, # run folder with recordings
@@ -963,11 +963,11 @@ def acula_pretrain(run_dir:str, # run folder with recordings
                    resume:store_true=False, # continue from the newest checkpoint
                    overwrite:store_true=False, # start over although checkpoints exist
                   ):
-    "The kit's own MAE pre-training of OPERA-GT on a run's audio (NOT the official OPERA-GT checkpoint)."
+    "The kit's MAE pre-training of OPERA-GT (NOT the official checkpoint)."
     flags = dict(encoder=encoder, max_steps=steps)
     return train_cli('pretrain', run_dir, preset, config, set, resume, overwrite, **flags)
 
-# %% ../nbs/09_train.ipynb #1ff19362
+# %% ../nbs/09_train.ipynb #e3469392
 @cli_main
 @call_parse
 def acula_baseline(run_dir:str, # run folder with recordings
@@ -979,6 +979,6 @@ def acula_baseline(run_dir:str, # run folder with recordings
                    resume:store_true=False, # continue from the newest checkpoint
                    overwrite:store_true=False, # start over although checkpoints exist
                   ):
-    "The audio-only baseline (Appendix F): the alignment loop with the SSL loss only, reports unused."
+    "The audio-only baseline (Appendix F): SSL loss only, reports unused."
     flags = dict(encoder=encoder, max_steps=steps)
     return train_cli('baseline', run_dir, preset, config, set, resume, overwrite, **flags)
