@@ -25,7 +25,7 @@ __all__ = ['BENCHMARKS', 'FORMATTERS', 'PAPER_CLIPS_PER_S', 'GPU_PEAK_TFLOPS', '
            'format_reports', 'peak_tflops', 'gpu_peak_flops', 'synthetic_data', 'bench_trainer', 'time_steps',
            'OnlineTeacherData', 'bench_train_teacher', 'format_train_teacher', 'bench_train_loader',
            'format_train_loader', 'paper_config', 'step_flops', 'available_gb', 'bench_train_cpu', 'format_train_cpu',
-           'bench_train_gpu', 'format_gpu_table', 'bench_train', 'acula_bench']
+           'time_batch', 'bench_train_gpu', 'format_gpu_table', 'bench_train', 'acula_bench']
 
 # %% ../nbs/15_bench.ipynb #64ad63ac
 def _syncer(device)->Callable:
@@ -560,7 +560,24 @@ def format_train_cpu(r:dict)->str:
             f"  paper (one A100)    : {PAPER_CLIPS_PER_S:8.2f} clips/s\n"
             f"  ratio               : {r['ratio_to_paper']:8.3f}x")
 
-# %% ../nbs/15_bench.ipynb #a01fd7ee
+# %% ../nbs/15_bench.ipynb #6519c0d8
+def time_batch(cfg:TrainConfig, # the settings, at the batch size to time
+               steps:int, # timed optimiser steps
+               n_frames:int=256, # log-mel frames per clip
+               count_flops:bool=True, # also count the FLOPs of one step
+              )->dict:
+    "Clips/s, peak memory and FLOPs per clip of `cfg`'s step; `oom` if it does not fit."
+    row = dict(batch=cfg.batch_size, grad_accum=cfg.grad_accum, flops_per_clip=None)
+    try:
+        tr = bench_trainer(cfg, synthetic_data(cfg.batch_size * cfg.grad_accum, n_frames))
+        if count_flops: row['flops_per_clip'] = step_flops(tr) / tr.G
+        return {**row, **time_steps(tr, steps, warmup=2 if cfg.compile else 1)}
+    except torch.cuda.OutOfMemoryError:
+        return {**row, 'sec_per_step': None, 'clips_per_s': None, 'peak_mb': None, 'oom': True}
+    finally:
+        if torch.cuda.is_available(): torch.cuda.empty_cache()
+
+# %% ../nbs/15_bench.ipynb #6c0e7f4d
 def bench_train_gpu(device:str='cuda', steps:int=10, batches=None, grad_accum:int=2, encoder:str='opera-gt',
                     precision:str='bf16', compile:bool=False, peak_tflops:float|None=None,
                     n_frames:int=256, # log-mel frames per clip (the paper's 256; fewer for a quick check)
@@ -574,15 +591,10 @@ def bench_train_gpu(device:str='cuda', steps:int=10, batches=None, grad_accum:in
     peak = peak_tflops * 1e12 if peak_tflops else gpu_peak_flops(dev)
     rows, flops_per_clip = [], None
     for b in batches:
-        try:
-            cfg = paper_config(b, grad_accum, encoder, str(dev), precision, compile)
-            tr = bench_trainer(cfg, synthetic_data(b * grad_accum, n_frames))
-            if flops_per_clip is None: flops_per_clip = step_flops(tr) / tr.G
-            r = dict(batch=b, grad_accum=grad_accum, **time_steps(tr, steps, warmup=2 if compile else 1))
-        except torch.cuda.OutOfMemoryError:
-            r = dict(batch=b, grad_accum=grad_accum, sec_per_step=None, clips_per_s=None, peak_mb=None,
-                     oom=True)
-        if dev.type == 'cuda': torch.cuda.empty_cache()
+        r = time_batch(paper_config(b, grad_accum, encoder, str(dev), precision, compile), steps, n_frames,
+                       count_flops=flops_per_clip is None)
+        f = r.pop('flops_per_clip')
+        if flops_per_clip is None: flops_per_clip = f
         r.update(ratio_to_paper=r['clips_per_s'] / PAPER_CLIPS_PER_S if r['clips_per_s'] else None,
                  tflops=flops_per_clip * r['clips_per_s'] / 1e12 if r['clips_per_s'] else None)
         r['mfu'] = r['tflops'] * 1e12 / peak if (peak and r['tflops']) else None
@@ -594,7 +606,7 @@ def bench_train_gpu(device:str='cuda', steps:int=10, batches=None, grad_accum:in
     if verbose: print(format_gpu_table(rows))
     return rows
 
-# %% ../nbs/15_bench.ipynb #e887d329
+# %% ../nbs/15_bench.ipynb #b63f2241
 @register_format('train-gpu')
 def format_gpu_table(rows:list|dict)->str:
     "The `bench_train_gpu` rows (or a `train-gpu` result holding them) as a table."
@@ -612,7 +624,7 @@ def format_gpu_table(rows:list|dict)->str:
                      + ('  OOM' if r.get('oom') else ''))
     return "\n".join(lines)
 
-# %% ../nbs/15_bench.ipynb #00d07c5c
+# %% ../nbs/15_bench.ipynb #9b1a2a36
 @register_bench('train')
 def bench_train(gpu:bool=False, # the GPU table (full OPERA-GT, batches 24-192, bf16) instead of the CPU parts
                 device:str|None=None, # device for --gpu (default cuda; 'cpu' checks the script on a CPU)
@@ -632,7 +644,7 @@ def bench_train(gpu:bool=False, # the GPU table (full OPERA-GT, batches 24-192, 
     return {'what': 'train', 'teacher': bench_train_teacher(steps=steps or 3), 'loader': bench_train_loader(),
             'paper_cpu': bench_train_cpu(steps=steps or 2, encoder=encoder, precision=precision or 'fp32')}
 
-# %% ../nbs/15_bench.ipynb #f49052df
+# %% ../nbs/15_bench.ipynb #b3614c17
 @cli_main
 @call_parse
 def acula_bench(what:str, # benchmark to run: frontend, models, reports, train

@@ -65,7 +65,7 @@ def _last_metrics(path:Path)->dict:
     df = pd.read_csv(path)
     return {} if df.empty else df.iloc[-1].to_dict()
 
-# %% ../nbs/14_cli.ipynb #0d8d795a
+# %% ../nbs/14_cli.ipynb #e870f63c
 def quickstart_summary(r:dict, # what `quickstart` returned
                        run_dir, # its run folder
                       )->str:
@@ -85,9 +85,10 @@ def quickstart_summary(r:dict, # what `quickstart` returned
         lines.append(f"  {stage:10} step {int(last.get('step', 0))}: {losses}  -> models/{out}/")
     lines.append("  note: the encoder was pre-trained by the kit's own MAE pre-training on this corpus, "
                  "not the official OPERA-GT checkpoint")
-    later = ('linear probes (OPERA benchmark)', 'audio-text retrieval and zero-shot',
-             'UMAP views and explorers')
-    return '\n'.join(lines + [f"  {s}: not yet available" for s in later])
+    later = ('linear probes (acula.probe): not yet part of the quickstart',
+             'audio-text retrieval and zero-shot (acula.retrieval): not yet part of the quickstart',
+             'UMAP views and explorers: not yet available')
+    return '\n'.join(lines + [f"  {s}" for s in later])
 
 # %% ../nbs/14_cli.ipynb #2535c06a
 @cli_main
