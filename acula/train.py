@@ -23,13 +23,13 @@ from .align import AcuLa, alignment_loss, ALIGN_LOSSES
 
 # %% auto #0
 __all__ = ['MODES', 'KIT_MAE_NOTE', 'STAGE_LABELS', 'EXPORT_NAMES', 'ENCODER_PRESETS', 'ACCELERATE_PRECISION', 'CKPT_FORMAT',
-           'RESUME_FREE', 'METRIC_COLUMNS', 'MAX_SKIPPED', 'PRESETS', 'TrainConfig', 'train_device', 'report_texts',
-           'resolve_teacher_id', 'TrainData', 'prepare_data', 'build_encoder', 'SSLOnly', 'TrainModel', 'build_model',
-           'warmup_linear', 'make_optimizer', 'epoch_order', 'step_rows', 'global_gather', 'make_accelerator',
-           'micro_pass', 'accumulated_pass', 'optimizer_step', 'rng_states', 'set_rng_states', 'list_checkpoints',
-           'save_checkpoint', 'load_checkpoint', 'latest_checkpoint', 'resume_config', 'metrics_path', 'export_model',
-           'Trainer', 'fit', 'pretrain', 'baseline', 'cli_config', 'train_cli', 'acula_align', 'acula_pretrain',
-           'acula_baseline']
+           'RESUME_FREE', 'METRIC_COLUMNS', 'MAX_SKIPPED', 'PRESETS', 'acula_align', 'acula_pretrain', 'acula_baseline',
+           'TrainConfig', 'train_device', 'report_texts', 'resolve_teacher_id', 'TrainData', 'prepare_data',
+           'build_encoder', 'SSLOnly', 'TrainModel', 'build_model', 'warmup_linear', 'make_optimizer', 'epoch_order',
+           'step_rows', 'global_gather', 'make_accelerator', 'micro_pass', 'accumulated_pass', 'optimizer_step',
+           'rng_states', 'set_rng_states', 'list_checkpoints', 'save_checkpoint', 'load_checkpoint',
+           'latest_checkpoint', 'resume_config', 'metrics_path', 'export_model', 'Trainer', 'fit', 'pretrain',
+           'baseline', 'cli_config', 'train_cli', 'train_command']
 
 # %% ../nbs/09_train.ipynb #fe0a22c9
 MODES = ('align', 'pretrain', 'baseline')
@@ -935,50 +935,30 @@ def train_cli(mode:str, run_dir, preset:str='paper', config=None, sets=(), # see
     cfg = cli_config(mode, run, preset, resume, config, sets, **flags)
     return fit(cfg, run, resume=resume, overwrite=overwrite, mode=mode)
 
-# %% ../nbs/09_train.ipynb #22350018
-@cli_main
-@call_parse
-def acula_align(run_dir:str, # run folder with recordings, reports and cached text embeddings
+# %% ../nbs/09_train.ipynb #3f27bc1b
+def train_command(mode:str, doc:str):
+    "The console script (`acula.core.cli_main`) that runs stage `mode` with `train_cli`."
+    @call_parse
+    def command(run_dir:str, # an existing run folder (recordings; for align also reports and text embeddings)
                 preset:str='paper', # 'paper' or 'tiny'
                 config:str=None, # a JSON file of TrainConfig settings
                 set:Param("settings as key=value, e.g. lr=3e-4", str, nargs='*')=None,
-                encoder:str=None, # 'pretrained', 'opera-gt', 'opera-gt-small', a folder or an official .ckpt
+                encoder:str=None, # the start: 'opera-gt', 'opera-gt-small', 'pretrained', a folder, a .ckpt
                 steps:int=None, # optimiser steps (max_steps)
                 resume:store_true=False, # continue from the newest checkpoint
                 overwrite:store_true=False, # start over although checkpoints exist
                ):
-    "AcuLa alignment of a run folder's audio to its cached report embeddings."
-    flags = dict(encoder=encoder, max_steps=steps)
-    return train_cli('align', run_dir, preset, config, set, resume, overwrite, **flags)
+        flags = dict(encoder=encoder, max_steps=steps)
+        return train_cli(mode, run_dir, preset, config, set, resume, overwrite, **flags)
+    command.__wrapped__.__doc__ = command.__doc__ = doc
+    command.__name__ = command.__qualname__ = f"acula_{mode}"
+    return cli_main(command)
 
-# %% ../nbs/09_train.ipynb #7b850c26
-@cli_main
-@call_parse
-def acula_pretrain(run_dir:str, # run folder with recordings
-                   preset:str='paper', # 'paper' or 'tiny'
-                   config:str=None, # a JSON file of TrainConfig settings
-                   set:Param("settings as key=value, e.g. lr=3e-4", str, nargs='*')=None,
-                   encoder:str=None, # 'opera-gt' (fresh, default), 'opera-gt-small', a folder, a .ckpt
-                   steps:int=None, # optimiser steps (max_steps)
-                   resume:store_true=False, # continue from the newest checkpoint
-                   overwrite:store_true=False, # start over although checkpoints exist
-                  ):
-    "The kit's MAE pre-training of OPERA-GT (NOT the official checkpoint)."
-    flags = dict(encoder=encoder, max_steps=steps)
-    return train_cli('pretrain', run_dir, preset, config, set, resume, overwrite, **flags)
+# %% ../nbs/09_train.ipynb #3d64f45f
+acula_align = train_command('align', "AcuLa alignment of a run folder's audio to its cached report embeddings.")
 
-# %% ../nbs/09_train.ipynb #e3469392
-@cli_main
-@call_parse
-def acula_baseline(run_dir:str, # run folder with recordings
-                   preset:str='paper', # 'paper' or 'tiny'
-                   config:str=None, # a JSON file of TrainConfig settings
-                   set:Param("settings as key=value, e.g. lr=3e-4", str, nargs='*')=None,
-                   encoder:str=None, # 'pretrained' (default), 'opera-gt', 'opera-gt-small', a folder, a .ckpt
-                   steps:int=None, # optimiser steps (max_steps)
-                   resume:store_true=False, # continue from the newest checkpoint
-                   overwrite:store_true=False, # start over although checkpoints exist
-                  ):
-    "The audio-only baseline (Appendix F): SSL loss only, reports unused."
-    flags = dict(encoder=encoder, max_steps=steps)
-    return train_cli('baseline', run_dir, preset, config, set, resume, overwrite, **flags)
+# %% ../nbs/09_train.ipynb #221b5093
+acula_pretrain = train_command('pretrain', "The kit's MAE pre-training of OPERA-GT (NOT the official checkpoint).")
+
+# %% ../nbs/09_train.ipynb #5d962d61
+acula_baseline = train_command('baseline', "The audio-only baseline (Appendix F): SSL loss only, reports unused.")
