@@ -33,13 +33,13 @@ def _syncer(device)->Callable:
     d = torch.device(device)
     return (lambda: torch.cuda.synchronize(d)) if d.type == 'cuda' else (lambda: None)
 
-# %% ../nbs/15_bench.ipynb #5edacc41
+# %% ../nbs/15_bench.ipynb #e08836b0
 def best_time(f, # function of no arguments to time
               repeats:int=5, # timed calls; the best is kept
               warmup:int=1, # untimed calls first
               device:str|torch.device='cpu', # synchronise this device before reading the clock
              )->tuple[float, list]:
-    "Best wall time of `repeats` calls of `f` after `warmup` calls, and all timings (s)."
+    "Best wall time (s) of `repeats` calls of `f` after `warmup` calls, and all of them."
     if repeats < 1: raise ConfigError(f"repeats must be at least 1, got {repeats}")
     sync, ts = _syncer(device), []
     for _ in range(warmup + repeats):
@@ -252,7 +252,7 @@ def format_teachers(r:dict)->str:
         f"({r['speedup']:.0f}x; file in the OS page cache)",
         f"  max |cached - fresh|        {r['max_abs_diff']:12.1e}"])
 
-# %% ../nbs/15_bench.ipynb #9de1084a
+# %% ../nbs/15_bench.ipynb #62739426
 @register_bench('models')
 def bench_models_and_teacher(steps:int=2, # timed training steps per (size, batch)
                              device:str='cpu', # device for both
@@ -262,7 +262,7 @@ def bench_models_and_teacher(steps:int=2, # timed training steps per (size, batc
                              texts:int=128, # distinct texts for the teacher benchmark
                              repeats:int=3, # teacher timing repeats (best kept)
                             )->dict:
-    "OPERA-GT step time and memory (batch 2 and 24), and the teacher with and without cache."
+    "OPERA-GT step time and memory (batch 2 and 24); the teacher with and without cache."
     runs = tuple((s, b) for s in sizes.split(',') for b in (2, 24))
     df = bench_models(runs=runs, steps=steps, device=device, full_cpu_batch=full_cpu_batch, threads=threads)
     teacher = bench_teachers(texts=texts, repeats=repeats, threads=threads, device=device)
@@ -276,9 +276,9 @@ def format_models(r:dict)->str:
             'on random 256-frame log-mels\n'
             + pd.DataFrame(r['steps']).to_string(index=False) + '\n\n' + format_teachers(r['teacher']))
 
-# %% ../nbs/15_bench.ipynb #336d7dc2
+# %% ../nbs/15_bench.ipynb #c78caa6e
 def synthetic_metadata(n:int, seed:int=0)->list[dict]:
-    "`n` recording rows with metadata in the ICBHI, CirCor and COUGHVID schemas, in turn."
+    "`n` recordings with metadata in the ICBHI, CirCor and COUGHVID schemas in turn."
     g, c = np.random.default_rng(seed), lambda xs: xs[g.integers(len(xs))]
     def meta(k):
         if k == 0: return dict(Chest_Location=c(['Trachea', 'Anterior left', 'Posterior right']),
@@ -299,9 +299,9 @@ def synthetic_metadata(n:int, seed:int=0)->list[dict]:
     return [dict(id=f'bench/{i:06d}', dataset=('icbhi', 'circor', 'coughvid')[i % 3],
                  modality=('lung', 'heart', 'cough')[i % 3], metadata=meta(i % 3)) for i in range(n)]
 
-# %% ../nbs/15_bench.ipynb #9b0072ed
+# %% ../nbs/15_bench.ipynb #07da27ab
 def resume_store(writer, rows:list)->dict:
-    "Write half of `rows`' reports, then all, then all again; counts and time of the resume."
+    "Write half of `rows`' reports, then all, then all again; counts and resume speed."
     from acula.reports import write_reports, read_store
     n = len(rows)
     with tempfile.TemporaryDirectory() as tmp:
@@ -318,12 +318,12 @@ def resume_store(writer, rows:list)->dict:
     return dict(store_per_s=(n - n // 2) / t_store, first_run_written=s1['written'],
                 resume_skipped=s2['skipped'], resume_written=s2['written'], third_run_written=s3['written'])
 
-# %% ../nbs/15_bench.ipynb #ce9886d9
+# %% ../nbs/15_bench.ipynb #3541a15e
 @register_bench('reports')
 def bench_reports(n:int=2000, # recordings to write reports for
                   seed:int=0, # seed of the metadata and of the template phrasing
                  )->dict:
-    "Template reports/s, audits/s, and a resumed store run that rewrites nothing finished."
+    "Template reports/s, audits/s, and a resumed store run that rewrites nothing."
     from acula.reports import TemplateWriter
     from acula.audit import audit_writer
     rows, w = synthetic_metadata(n, seed), TemplateWriter(seed=seed)
@@ -423,11 +423,11 @@ class OnlineTeacherData(TrainData):
         emb = self.teacher.embed([self.texts[i] for i in np.asarray(idx)], batch_size=len(idx))
         return mel, torch.from_numpy(emb).to(device)
 
-# %% ../nbs/15_bench.ipynb #62c0b1b0
+# %% ../nbs/15_bench.ipynb #41475c9f
 def bench_train_teacher(teachers=('minilm', 'tiny-causal'), # 'minilm', 'tiny-causal', a folder or hub id
                         batch_size:int=8, grad_accum:int=1, steps:int=3, n_frames:int=64,
                         encoder:str='opera-gt-small', device:str='cpu', verbose:bool=True)->list:
-    "Clips/s of the training step with cached teacher embeddings vs. the teacher every step."
+    "Training clips/s with cached teacher embeddings vs. the teacher every step."
     from acula.teachers import LanguageTeacher
     from acula.testing import tiny_causal_lm
     out = []
@@ -467,10 +467,10 @@ def _tone_wavs(folder:Path, n:int, seconds:float, sr:int)->list:
     return [write_wav(Path(folder)/f'c{i}.wav', y.astype(np.float32), sr, subtype='FLOAT')
             for i, y in enumerate(ys)]
 
-# %% ../nbs/15_bench.ipynb #2045faff
+# %% ../nbs/15_bench.ipynb #7831d172
 def bench_train_loader(n_clips:int=32, batch_size:int=8, seconds:float=10., native_sr:int=44100,
                        verbose:bool=True)->dict:
-    "Clips/s of loading training batches from the spectrogram cache vs. librosa per clip."
+    "Clips/s of training batches from the spectrogram cache vs. librosa per clip."
     import librosa
     tmp = Path(tempfile.mkdtemp(prefix='acula-bench-'))
     paths, g = _tone_wavs(tmp, n_clips, seconds, native_sr), np.random.default_rng(0)
@@ -504,10 +504,10 @@ def format_train_loader(r:dict)->str:
             f"  (building the cache once, {r['cache_variants']} variants per clip: "
             f"{r['cache_build_clips_per_s']:.1f} clips/s)")
 
-# %% ../nbs/15_bench.ipynb #109d0e3f
+# %% ../nbs/15_bench.ipynb #fc32fff0
 def paper_config(batch_size:int=24, grad_accum:int=2, encoder:str='opera-gt', device=None,
                  precision:str='auto', compile:bool=False)->TrainConfig:
-    "The paper's training settings (TrainConfig.paper) on in-memory data, nothing saved."
+    "The paper's training settings (TrainConfig.paper), nothing saved."
     return TrainConfig.paper(encoder=encoder, batch_size=batch_size, grad_accum=grad_accum, device=device,
                              precision=precision, compile=compile, max_steps=10**6, save_every=10**9)
 
@@ -527,13 +527,13 @@ def available_gb()->float|None:
     try: return int(next(l for l in open('/proc/meminfo') if l.startswith('MemAvailable')).split()[1]) / 2**20
     except (OSError, StopIteration, ValueError): return None
 
-# %% ../nbs/15_bench.ipynb #2913f817
+# %% ../nbs/15_bench.ipynb #10e433bd
 def bench_train_cpu(steps:int=2, batch_size:int=24, grad_accum:int=2, encoder:str='opera-gt',
                     precision:str='fp32',
                     fit_memory:bool=True, # shrink the batch (not the accumulation) to fit the free memory
                     n_frames:int=256, # log-mel frames per clip (the paper's 256; fewer for a quick check)
                     verbose:bool=True)->dict:
-    "Clips/s and peak memory of the paper's training step on the CPU, beside the paper's."
+    "Clips/s and peak memory of the paper's training step on the CPU."
     avail = available_gb()
     need = batch_size * CPU_GB_PER_CLIP
     if fit_memory and encoder == 'opera-gt' and avail is not None and need > 0.5 * avail:
@@ -550,12 +550,11 @@ def bench_train_cpu(steps:int=2, batch_size:int=24, grad_accum:int=2, encoder:st
     if verbose: print(format_train_cpu(r))
     return r
 
-# %% ../nbs/15_bench.ipynb #1168be82
+# %% ../nbs/15_bench.ipynb #93872230
 def format_train_cpu(r:dict)->str:
     "The `bench_train_cpu` result as readable lines."
     return (f"{r['encoder']}, batch {r['batch']} x {r['grad_accum']}, {r['frames']} frames, "
-            f"{r['precision']}, "
-            f"CPU ({r['threads']} threads), {r['steps']} steps:\n"
+            f"{r['precision']}, CPU ({r['threads']} threads), {r['steps']} steps:\n"
             f"  kit on this CPU     : {r['clips_per_s']:8.2f} clips/s, peak +{r['peak_mb']:.0f} MB\n"
             f"  paper (one A100)    : {PAPER_CLIPS_PER_S:8.2f} clips/s\n"
             f"  ratio               : {r['ratio_to_paper']:8.3f}x")
@@ -577,12 +576,12 @@ def time_batch(cfg:TrainConfig, # the settings, at the batch size to time
     finally:
         if torch.cuda.is_available(): torch.cuda.empty_cache()
 
-# %% ../nbs/15_bench.ipynb #6c0e7f4d
+# %% ../nbs/15_bench.ipynb #5cffdcb7
 def bench_train_gpu(device:str='cuda', steps:int=10, batches=None, grad_accum:int=2, encoder:str='opera-gt',
                     precision:str='bf16', compile:bool=False, peak_tflops:float|None=None,
                     n_frames:int=256, # log-mel frames per clip (the paper's 256; fewer for a quick check)
                     verbose:bool=True)->list:
-    "Clips/s, peak memory and MFU of OPERA-GT training at several batch sizes (cached inputs)."
+    "Clips/s, peak memory and MFU of OPERA-GT training at several batch sizes."
     dev = get_device(device)
     if batches is None:
         batches = (24, 48, 96, 192) if dev.type == 'cuda' else (3, 4)

@@ -32,7 +32,7 @@ def quickstart_configs(n:int=96, pretrain_steps:int=40, align_steps:int=40, batc
         raise ConfigError(f"the corpus (n={n} clips) must hold at least one batch of {batch_size}")
     return out
 
-# %% ../nbs/14_cli.ipynb #8ce6bbed
+# %% ../nbs/14_cli.ipynb #0f705a44
 def quickstart(run_dir, # the run folder to create or continue
                n:int=96, # clips in the synthetic corpus
                pretrain_steps:int=40, # optimiser steps of MAE pre-training
@@ -41,7 +41,7 @@ def quickstart(run_dir, # the run folder to create or continue
                seed:int=0, # seeds the corpus, the report phrasing and training
                show_progress:bool=True, # progress bars
               )->dict:
-    "Run the whole kit on the embedded synthetic corpus into `run_dir`; a summary per stage."
+    "Run the whole kit on the synthetic corpus into `run_dir`; a summary per stage."
     from acula.synth import make_corpus
     from acula.reports import write_reports
     from acula.teachers import LanguageTeacher, cache_reports
@@ -90,7 +90,7 @@ def quickstart_summary(r:dict, # what `quickstart` returned
              'UMAP views and explorers: not yet available')
     return '\n'.join(lines + [f"  {s}" for s in later])
 
-# %% ../nbs/14_cli.ipynb #2535c06a
+# %% ../nbs/14_cli.ipynb #477e755d
 @cli_main
 @call_parse
 def acula_quickstart(run_dir:str, # the run folder to create or continue (e.g. runs/quickstart)
@@ -100,7 +100,7 @@ def acula_quickstart(run_dir:str, # the run folder to create or continue (e.g. r
                      batch_size:int=8, # clips per step (at least 3: CKA needs them)
                      seed:int=0, # seed of the corpus, reports and training
                     )->str:
-    "Run the whole kit on the embedded synthetic corpus into `run_dir` (every stage resumes)."
+    "Run the whole kit on the synthetic corpus into `run_dir` (every stage resumes)."
     r = quickstart(run_dir, n=n, pretrain_steps=pretrain_steps, align_steps=align_steps,
                    batch_size=batch_size, seed=seed)
     return '\n' + quickstart_summary(r, run_dir)
