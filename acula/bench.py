@@ -25,7 +25,7 @@ __all__ = ['BENCHMARKS', 'FORMATTERS', 'PAPER_CLIPS_PER_S', 'GPU_PEAK_TFLOPS', '
            'format_reports', 'peak_tflops', 'gpu_peak_flops', 'synthetic_data', 'bench_trainer', 'time_steps',
            'OnlineTeacherData', 'bench_train_teacher', 'format_train_teacher', 'bench_train_loader',
            'format_train_loader', 'paper_config', 'step_flops', 'available_gb', 'bench_train_cpu', 'format_train_cpu',
-           'time_batch', 'bench_train_gpu', 'format_gpu_table', 'bench_train', 'acula_bench']
+           'time_batch', 'bench_train_gpu', 'format_gpu_table', 'bench_train', 'format_train', 'acula_bench']
 
 # %% ../nbs/15_bench.ipynb #64ad63ac
 def _syncer(device)->Callable:
@@ -643,7 +643,13 @@ def bench_train(gpu:bool=False, # the GPU table (full OPERA-GT, batches 24-192, 
     return {'what': 'train', 'teacher': bench_train_teacher(steps=steps or 3), 'loader': bench_train_loader(),
             'paper_cpu': bench_train_cpu(steps=steps or 2, encoder=encoder, precision=precision or 'fp32')}
 
-# %% ../nbs/15_bench.ipynb #b3614c17
+# %% ../nbs/15_bench.ipynb #837ea551
+@register_format('train')
+def format_train(r:dict)->str:
+    "Nothing more for a `train` result: each part printed its lines as it ran."
+    return ''
+
+# %% ../nbs/15_bench.ipynb #f5436198
 @cli_main
 @call_parse
 def acula_bench(what:str, # benchmark to run: frontend, models, reports, train
