@@ -19,7 +19,7 @@ from .audio import TRAIN_SAMPLES
 from .features import MelCache, mel_settings, nonfinite_rows, _sha
 from .encoders import AudioEncoder, OperaGT, load_opera_checkpoint
 from .teachers import TextEmbeddingCache, cached_teachers, MINILM
-from .align import AcuLa, alignment_loss, ALIGN_LOSSES
+from .align import AcuLa, alignment_loss, ALIGN_LOSSES, MIN_ROWS
 
 # %% auto #0
 __all__ = ['MODES', 'KIT_MAE_NOTE', 'STAGE_LABELS', 'EXPORT_NAMES', 'ENCODER_PRESETS', 'ACCELERATE_PRECISION', 'CKPT_FORMAT',
@@ -227,7 +227,7 @@ def _check_counts(n:int, cfg:TrainConfig, world:int, what:str='recordings'):
                                    f"but there are {n} {what}")
     procs, accum = world if cfg.global_batch_cka else 1, cfg.grad_accum if cfg.cka_over == 'accumulated' else 1
     rows = cfg.batch_size * procs * accum
-    need = {'debiased': 4, 'linear': 3, 'official': 3}.get(cfg.estimator, 2)
+    need = MIN_ROWS[cfg.estimator]
     if cfg.mode == 'align' and rows < need:
         raise ConfigError(f"the {cfg.estimator} CKA sees {rows} rows per batch; it needs at least {need}")
 
