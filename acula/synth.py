@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import NamedTuple
 import numpy as np, pandas as pd, scipy.fft as sfft
 import soundfile as sf
-from .core import ConfigError, RunDir, record_stage, progress, get_logger
+from .core import ConfigError, RunDir, record_stage, read_config, progress, get_logger
 from .audio import SR
 from .datasets import Recording, recordings_frame, save_recordings, validate_recordings, pyval
 from .loaders import ICBHI_LOCATIONS, ICBHI_DEVICES, CIRCOR_FIELDS, COUGHVID_FIELDS
@@ -872,7 +872,7 @@ def _open_run(out_dir, seed:int, overwrite:bool)->RunDir:
         probe.unlink()
     except OSError as e:
         raise ConfigError(f"cannot write the corpus there ({e.strerror or e})", path=out_dir) from None
-    old = json.loads(run.config.read_text()).get('synth') if run.config.exists() else None
+    old = read_config(run).get('synth')
     if old is None and run.recordings.exists() and not overwrite:
         raise ConfigError("folder already holds a recordings table that make_corpus did not write; use "
                           "another folder or overwrite=True", path=run.path)
