@@ -86,7 +86,9 @@ def _read_state(self:MelCache):
         if done.shape != self.done.shape: raise ValueError(f"{done.shape} flags for {len(self.ids)} rows")
         self.done = done.astype(np.uint8)
     except FileNotFoundError: pass
-    except (OSError, ValueError, EOFError) as e: _log.warning(f"{self.done_path}: unreadable ({e})")
+    except (OSError, ValueError, EOFError) as e:
+        why = 'it holds pickled data, which is never loaded' if 'pickle' in str(e) else e
+        _log.warning(f"{self.done_path}: unreadable ({why}); its rows are rebuilt")
     try:
         st = json.loads(self.bad_path.read_text())
         self.bad, self.warned = dict(st['failed']), dict(st['warned'])
