@@ -126,7 +126,8 @@ _ICBHI_DX = ('diagnosis', 'diagnosed', 'copd', 'chronic obstructive', 'healthy',
              'respiratory tract infection',
              'bronchiectasis', 'bronchiolitis', 'pneumonia', 'asthma')
 _MURMUR_F = ('Murmur', 'Murmur locations', 'Most audible location', 'Outcome',
-             *(f'{ph} murmur {p}' for ph in ('Systolic', 'Diastolic') for p in ('timing', 'shape', 'grading', 'pitch', 'quality')))
+             *(f'{ph} murmur {p}' for ph in ('Systolic', 'Diastolic')
+               for p in ('timing', 'shape', 'grading', 'pitch', 'quality')))
 _MURMUR_T = ('murmur', 'systolic', 'diastolic', 'holosystolic', 'outcome', 'abnormal')
 _RR = ('breathing rate', 'respiratory rate', 'breaths per minute')
 
@@ -136,7 +137,8 @@ for _m in ('exhalation', 'cough'):
                        dataset='uk_covid19', label='covid',
                        kind='binary', split='table', metric='auroc', modality=_m, classes=_B01,
                        table=f'coviduk_{_m}',
-                       table_label='label', mask_fields=('covid_test_result',), mask_words=_COVID, mask_modality=_m))
+                       table_label='label', mask_fields=('covid_test_result',), mask_words=_COVID,
+                       mask_modality=_m))
 register_task(Task(id='T3', name='COVID-19 (cough)', dataset='coughvid', label='status', kind='binary',
                    split='table',
                    metric='auroc', modality='cough', classes={'healthy': 0, 'COVID-19': 1},
@@ -176,7 +178,8 @@ register_task(Task(id='T8', name='Obstructive vs healthy (lung sounds)', dataset
                 'normal', 'healthy'),
     leaky={'split_benchmark': "KAUH's benchmark split is NOT patient-disjoint (49 of 78 patients on both "
            "sides); "
-                              "use it only to reproduce published numbers. Its 'val' rows are treated as test, as OPERA does."}))
+                              "use it only to reproduce published numbers. "
+                              "Its 'val' rows are treated as test, as OPERA does."}))
 register_task(Task(id='T9', name='COPD severity (lung sounds)', dataset='respiratorydatabase_tr',
                    label='copd_level',
                    kind='multiclass', split='table', metric='auroc', modality='lung',
@@ -185,7 +188,8 @@ register_task(Task(id='T9', name='COPD severity (lung sounds)', dataset='respira
                    mask_words=('diagnosis', 'diagnosed', 'copd', 'gold', 'chronic obstructive')))
 
 # %% ../nbs/03b_tasks.ipynb #a9eb23aa
-for _j, (_m, _lab) in enumerate((_m, _lab) for _m in ('breath', 'vowel') for _lab in ('FVC', 'FEV1', 'FEV1_FVC')):
+for _j, (_m, _lab) in enumerate((_m, _lab) for _m in ('breath', 'vowel')
+                                for _lab in ('FVC', 'FEV1', 'FEV1_FVC')):
     register_task(Task(id=f'T{10 + _j}', name=f'{_lab.replace("_", "/")} ({_m})', dataset='mmlung',
                        label=_lab,
                        kind='regression', split='loso', metric='mae', modality=_m,
