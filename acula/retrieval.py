@@ -17,11 +17,10 @@ from .probe import (ProbeResult, Skipped, auroc, bootstrap_ci, cached_features, 
                          n_classes, task_data, write_tables)
 
 # %% auto #0
-__all__ = ['CLASS_DESCRIPTIONS', 'l2_normalize', 'hit_ranks', 'rank_metrics', 'chance_metrics', 'retrieval_metrics',
-           'retrieval_table', 'faiss_index', 'faiss_search', 'brute_search', 'class_descriptions', 'text_embedder',
-           'zero_shot_scores', 'zero_shot', 'aligned_model', 'text_projections', 'audio_projections', 'retrieval_run',
-           'retrieval_markdown', 'acula_retrieval', 'zero_shot_run', 'acula_zeroshot', 'bench_faiss', 'bench_eval',
-           'format_eval']
+__all__ = ['l2_normalize', 'hit_ranks', 'rank_metrics', 'chance_metrics', 'retrieval_metrics', 'retrieval_table', 'faiss_index',
+           'faiss_search', 'brute_search', 'class_descriptions', 'text_embedder', 'zero_shot_scores', 'zero_shot',
+           'aligned_model', 'text_projections', 'audio_projections', 'retrieval_run', 'retrieval_markdown',
+           'acula_retrieval', 'zero_shot_run', 'acula_zeroshot', 'bench_faiss', 'bench_eval', 'format_eval']
 
 # %% ../nbs/11_retrieval.ipynb #cbbcc1d4
 def l2_normalize(x)->np.ndarray:
@@ -135,32 +134,12 @@ def brute_search(items, queries, k:int=5, chunk:int=4096)->tuple[np.ndarray, np.
         ids[s:s + chunk], scores[s:s + chunk] = top, np.take_along_axis(S, top, 1)
     return scores, ids
 
-# %% ../nbs/11_retrieval.ipynb #e9d541e4
-CLASS_DESCRIPTIONS = {
-    'T1': ['negative for COVID-19', 'positive for COVID-19'],
-    'T2': ['negative for COVID-19', 'positive for COVID-19'],
-    'T3': ['healthy, no COVID-19', 'COVID-19 positive'],
-    'T4': ['male', 'female'],
-    'T5': ['healthy lungs', 'chronic obstructive pulmonary disease (COPD)'],
-    'T6': ['non-smoker', 'smoker'],
-    'T7': ['male', 'female'],
-    'T8': ['healthy lungs', 'obstructive lung disease: asthma or COPD'],
-    'T9': [f'COPD severity level {i}' for i in range(5)],
-    'T17': ['no heart murmur', 'heart murmur present'],
-    'T18': ['healthy heart', 'symptomatic heart disease'],
-    'S-crackles': ['no crackles', 'crackles heard'],
-    'S-wheezes': ['no wheezes', 'wheezes heard'],
-    'S-copd': ['healthy lungs', 'chronic obstructive pulmonary disease (COPD)'],
-    'S-murmur': ['no heart murmur', 'heart murmur present'],
-    'S-covid-cough': ['healthy, no COVID-19', 'COVID-19 positive'],
-}
-
 # %% ../nbs/11_retrieval.ipynb #10502120
 def class_descriptions(task:Task|str, descriptions=None)->list[str]:
     "The class texts of `task` (given, registered, or its class names), one per class index."
     t = get_task(task)
     if t.kind == 'regression': raise ConfigError(f"task {t.id}: zero-shot needs a classification task")
-    if descriptions is None and t.id in CLASS_DESCRIPTIONS: descriptions = CLASS_DESCRIPTIONS[t.id]
+    if descriptions is None and t.class_descriptions: descriptions = t.class_descriptions
     if descriptions is None: descriptions = [str(k) for k, _ in sorted(t.classes.items(), key=lambda c: c[1])]
     d, C = [str(s) for s in descriptions], n_classes(t)
     if len(d) != C or not all(s.strip() for s in d):

@@ -39,6 +39,7 @@ class Task:
     mask_words: tuple = ()          # words that reveal the label in a report
     mask_modality: str|None = None  # modality the mask applies to (None: all of the dataset's)
     synth_features: tuple = ()      # names of acula.synth hand-made features carrying the label
+    class_descriptions: tuple = ()  # one text per class index, for zero-shot (default: class names)
     def __post_init__(self):
         if self.kind not in ('binary', 'multiclass', 'regression'):
             raise ConfigError(f"task {self.id}: unknown kind {self.kind!r}")
@@ -46,6 +47,10 @@ class Task:
             raise ConfigError(f"task {self.id}: unknown split scheme {self.split!r}")
         if self.kind != 'regression' and not self.classes:
             raise ConfigError(f"task {self.id}: a classification task needs `classes`")
+        n = len(set((self.classes or {}).values()))
+        if self.class_descriptions and len(self.class_descriptions) != n:
+            raise ConfigError(f"task {self.id}: {len(self.class_descriptions)} class descriptions "
+                              f"for {n} classes")
 
 # %% ../nbs/03b_tasks.ipynb #604248a0
 def _targets(task:Task, d:pd.DataFrame)->pd.Series:
@@ -138,22 +143,26 @@ for _m in ('exhalation', 'cough'):
                        kind='binary', split='table', metric='auroc', modality=_m, classes=_B01,
                        table=f'coviduk_{_m}',
                        table_label='label', mask_fields=('covid_test_result',), mask_words=_COVID,
-                       mask_modality=_m))
+                       mask_modality=_m,
+                       class_descriptions=('negative for COVID-19', 'positive for COVID-19')))
 register_task(Task(id='T3', name='COVID-19 (cough)', dataset='coughvid', label='status', kind='binary',
                    split='table',
                    metric='auroc', modality='cough', classes={'healthy': 0, 'COVID-19': 1},
                    table='coughvid_covid',
-                   table_label='label', mask_fields=('status',), mask_words=_COVID_STATUS))
+                   table_label='label', mask_fields=('status',), mask_words=_COVID_STATUS,
+                   class_descriptions=('healthy, no COVID-19', 'COVID-19 positive')))
 register_task(Task(id='T4', name='Gender (cough)', dataset='coughvid', label='gender', kind='binary',
                    split='table',
                    metric='auroc', modality='cough', classes=_SEX, table='coughvid_gender',
                    table_label='label',
-                   mask_fields=('gender',), mask_words=_GENDER))
+                   mask_fields=('gender',), mask_words=_GENDER,
+                   class_descriptions=('male', 'female')))
 register_task(Task(id='T5', name='COPD vs healthy (lung sounds)', dataset='icbhi', label='diagnosis',
                    kind='binary',
                    split='table', metric='auroc', modality='lung', classes={'Healthy': 0, 'COPD': 1},
                    table='icbhi_disease',
-                   mask_fields=('Diagnosis',), mask_words=_ICBHI_DX))
+                   mask_fields=('Diagnosis',), mask_words=_ICBHI_DX,
+                   class_descriptions=('healthy lungs', 'chronic obstructive pulmonary disease (COPD)')))
 
 # %% ../nbs/03b_tasks.ipynb #ba28078b
 register_task(Task(id='T6', name='Smoker (cough)', dataset='coswara', label='smoker', kind='binary',
@@ -161,12 +170,14 @@ register_task(Task(id='T6', name='Smoker (cough)', dataset='coswara', label='smo
                    metric='auroc', modality='cough', classes=_B01, table='coswara_smoker',
                    table_split='split_google',
                    table_label='label', table_rule='parent/stem', mask_fields=('smoker',),
-                   mask_words=('smoker', 'smoking', 'smokes', 'smoke')))
+                   mask_words=('smoker', 'smoking', 'smokes', 'smoke'),
+                   class_descriptions=('non-smoker', 'smoker')))
 register_task(Task(id='T7', name='Gender (cough)', dataset='coswara', label='sex', kind='binary',
                    split='table',
                    metric='auroc', modality='cough', classes=_SEX, table='coswara_sex',
                    table_split='split_google',
-                   table_label='label', table_rule='parent/stem', mask_fields=('g',), mask_words=_GENDER))
+                   table_label='label', table_rule='parent/stem', mask_fields=('g',), mask_words=_GENDER,
+                   class_descriptions=('male', 'female')))
 register_task(Task(id='T8', name='Obstructive vs healthy (lung sounds)', dataset='kauh', label='obstructive',
                    kind='binary',
     split='table', metric='auroc', modality='lung', classes=_B01, table='kauh',
@@ -179,13 +190,15 @@ register_task(Task(id='T8', name='Obstructive vs healthy (lung sounds)', dataset
     leaky={'split_benchmark': "KAUH's benchmark split is NOT patient-disjoint (49 of 78 patients on both "
            "sides); "
                               "use it only to reproduce published numbers. "
-                              "Its 'val' rows are treated as test, as OPERA does."}))
+                              "Its 'val' rows are treated as test, as OPERA does."},
+                              class_descriptions=('healthy lungs', 'obstructive lung disease: asthma or COPD')))
 register_task(Task(id='T9', name='COPD severity (lung sounds)', dataset='respiratorydatabase_tr',
                    label='copd_level',
                    kind='multiclass', split='table', metric='auroc', modality='lung',
                    classes={i: i for i in range(5)},
                    table='respiratorydatabase_tr_copd', table_label='copd_level', mask_fields=('Diagnosis',),
-                   mask_words=('diagnosis', 'diagnosed', 'copd', 'gold', 'chronic obstructive')))
+                   mask_words=('diagnosis', 'diagnosed', 'copd', 'gold', 'chronic obstructive'),
+                   class_descriptions=tuple(f'COPD severity level {i}' for i in range(5))))
 
 # %% ../nbs/03b_tasks.ipynb #a9eb23aa
 for _j, (_m, _lab) in enumerate((_m, _lab) for _m in ('breath', 'vowel')
@@ -200,14 +213,16 @@ register_task(Task(id='T16', name='Breathing rate', dataset='nosemic', label='rr
 register_task(Task(id='T17', name='Murmur vs healthy (heart sounds)', dataset='circor', label='murmur',
                    kind='binary',
                    split='subject', metric='auroc', modality='heart', classes={'Absent': 0, 'Present': 1},
-                   mask_fields=_MURMUR_F, mask_words=_MURMUR_T))
+                   mask_fields=_MURMUR_F, mask_words=_MURMUR_T,
+                   class_descriptions=('no heart murmur', 'heart murmur present')))
 register_task(Task(id='T18', name='Symptomatic vs healthy (heart sounds)', dataset='zchsound',
                    label='symptomatic',
                    kind='binary', split='subject', metric='auroc', modality='heart', classes=_B01,
                    mask_fields=('Diagnosis',),
                    mask_words=('diagnosis', 'diagnosed', 'normal', 'septal defect', 'ductus',
                                'foramen ovale', 'asd', 'vsd',
-                               'pda', 'pfo', 'congenital', 'symptomatic')))
+                               'pda', 'pfo', 'congenital', 'symptomatic'),
+                               class_descriptions=('healthy heart', 'symptomatic heart disease')))
 
 # %% ../nbs/03b_tasks.ipynb #57d15920
 register_task(Task(id='S-crackles', name='Crackles (synthetic lung sounds)', dataset='synth',
@@ -215,32 +230,37 @@ register_task(Task(id='S-crackles', name='Crackles (synthetic lung sounds)', dat
                    split='subject', metric='auroc', modality='lung', classes=_B01, fractions=(0.6, 0.2, 0.2),
                    mask_fields=('Crackles',), mask_words=('crackle', 'crackles', 'crepitations'),
                    mask_modality='lung',
-                   synth_features=('crackle_rate',)))
+                   synth_features=('crackle_rate',),
+                   class_descriptions=('no crackles', 'crackles heard')))
 register_task(Task(id='S-wheezes', name='Wheezes (synthetic lung sounds)', dataset='synth', label='wheezes',
                    kind='binary',
                    split='subject', metric='auroc', modality='lung', classes=_B01, fractions=(0.6, 0.2, 0.2),
                    mask_fields=('Wheezes',), mask_words=('wheeze', 'wheezes', 'wheezing'),
                    mask_modality='lung',
-                   synth_features=('wheeze_tonality',)))
+                   synth_features=('wheeze_tonality',),
+                   class_descriptions=('no wheezes', 'wheezes heard')))
 register_task(Task(id='S-copd', name='COPD vs healthy (synthetic lung sounds)', dataset='synth',
                    label='diagnosis',
                    kind='binary', split='subject', metric='auroc', modality='lung',
                    classes={'Healthy': 0, 'COPD': 1},
                    fractions=(0.6, 0.2, 0.2), mask_fields=('Diagnosis',), mask_words=_ICBHI_DX,
                    mask_modality='lung',
-                   synth_features=('crackle_rate', 'wheeze_tonality')))
+                   synth_features=('crackle_rate', 'wheeze_tonality'),
+                   class_descriptions=('healthy lungs', 'chronic obstructive pulmonary disease (COPD)')))
 register_task(Task(id='S-murmur', name='Murmur (synthetic heart sounds)', dataset='synth', label='murmur',
                    kind='binary',
                    split='subject', metric='auroc', modality='heart', classes={'Absent': 0, 'Present': 1},
                    fractions=(0.6, 0.2, 0.2), mask_fields=_MURMUR_F, mask_words=_MURMUR_T,
                    mask_modality='heart',
-                   synth_features=('murmur_fill',)))
+                   synth_features=('murmur_fill',),
+                   class_descriptions=('no heart murmur', 'heart murmur present')))
 register_task(Task(id='S-covid-cough', name='COVID-19 (synthetic coughs)', dataset='synth', label='status',
                    kind='binary',
                    split='subject', metric='auroc', modality='cough', classes={'healthy': 0, 'COVID-19': 1},
                    fractions=(0.6, 0.2, 0.2), mask_fields=('status',), mask_words=_COVID_STATUS,
                    mask_modality='cough',
-                   synth_features=('cough_brightness',)))
+                   synth_features=('cough_brightness',),
+                   class_descriptions=('healthy, no COVID-19', 'COVID-19 positive')))
 register_task(Task(id='S-breathing-rate', name='Breathing rate (synthetic breathing)', dataset='synth',
                    label='rr',
                    kind='regression', split='loso', metric='mae', modality='breath',
