@@ -165,7 +165,7 @@ def _load_chunk(self:MelCache, rows, paths)->tuple:
         ok.append(r)
     return ok, waves
 
-# %% ../nbs/04a_features.ipynb #568d6a90
+# %% ../nbs/04a_features.ipynb #e9315eed
 @patch
 def _front_end(self:MelCache, device): return LogMel().to(device)
 
@@ -201,20 +201,20 @@ def build(self:MelCache, paths:list, # audio path of each id, in row order
     if self.warned: _log.warning(f"{len(self.warned)} file(s) read with warnings, see {self.bad_path}")
     return self
 
-# %% ../nbs/04a_features.ipynb #fd499173
+# %% ../nbs/04a_features.ipynb #785a8605
 def wave_variants(waves:torch.Tensor, # (B, N) waveforms at 16 kHz
                   names=MEL_VARIANTS, # variants, 'original' or names of `acula.augment`
                  )->torch.Tensor:
     "Waveforms (B, V, N) of each clip under each variant."
     return torch.stack([waves if n == 'original' else get_augmentation(n)(waves, SR) for n in names], 1)
 
-# %% ../nbs/04a_features.ipynb #8963c30d
+# %% ../nbs/04a_features.ipynb #2798390a
 def wave_settings(n_samples:int=TRAIN_SAMPLES, augment:bool=True, crop:str='start', seed:int=0)->dict:
     "Every setting that changes the cached waveforms (as `mel_settings`, no front end)."
     s = mel_settings(n_samples, augment, crop, seed)
     return {**{k: v for k, v in s.items() if k not in ('frames', 'n_mels', 'front_end')}, 'kind': 'waveform'}
 
-# %% ../nbs/04a_features.ipynb #602c8e5e
+# %% ../nbs/04a_features.ipynb #912c5ec3
 class WaveCache(MelCache):
     "Waveforms (and augmented variants) of a run's recordings, memory-mapped fp16."
     stem, what = 'waves', 'waveforms'
