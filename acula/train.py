@@ -293,7 +293,7 @@ def _encoder_source(cfg:TrainConfig, run:RunDir)->str:
     if cfg.encoder is not None: return cfg.encoder
     return 'opera-gt' if cfg.mode == 'pretrain' else 'pretrained'
 
-# %% ../nbs/09_train.ipynb #54817469
+# %% ../nbs/09_train.ipynb #bb89e61d
 def _registry_encoder(src:str, checkpoint=None)->AudioEncoder|None:
     "`acula.encoders.load_encoder(src, checkpoint)` when `src` is a registry name, else None."
     from acula import encoders
@@ -356,7 +356,7 @@ class TrainModel(nn.Module):
         za, zt = n.audio_head(n.encoder.embed(mel)), n.embed_text(text_emb, normalize=False)
         return za, zt, (n.encoder.ssl_loss(mel) if with_ssl and n.lam < 1 else None)
 
-# %% ../nbs/09_train.ipynb #74bd7a05
+# %% ../nbs/09_train.ipynb #7115e4a7
 def _no_ssl(cfg:TrainConfig, name:str):
     "Refuse SSL-only training of an encoder without SSL loss; say that alignment runs SSL-free."
     if cfg.mode != 'align':
@@ -717,7 +717,7 @@ def _configure(self:Trainer, cfg:TrainConfig|None, resume:bool, overwrite:bool)-
                           "to start over", path=self.ckdir)
     return ck
 
-# %% ../nbs/09_train.ipynb #269836b7
+# %% ../nbs/09_train.ipynb #8fe9b01e
 @patch
 def _setup_encoder(self:Trainer):
     "Build the encoder from the seed (its input kind picks the cache); keep the RNG state for the heads."
