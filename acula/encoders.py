@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_encoders.ipynb #f4562df9
 from __future__ import annotations
-import os, re, json, math, time, pickle, inspect, threading, collections
+import os, re, json, math, time, pickle, inspect, threading, collections, importlib, warnings
 from pathlib import Path
 from fractions import Fraction
 from dataclasses import dataclass, asdict, fields, replace
@@ -16,13 +16,15 @@ from fastcore.basics import patch
 from .core import AudioError, ConfigError, CheckpointError, atomic_write
 
 # %% auto #0
-__all__ = ['CONFIG_NAME', 'WEIGHTS_NAME', 'OPERA_PRESETS', 'ENCODER_KEYS', 'check_mel', 'check_wave', 'state_dict_diff',
-           'load_state_strict', 'AudioEncoder', 'random_crops', 'ColaHead', 'sincos_1d', 'opera_pos_embed',
-           'PatchEmbed', 'Mlp', 'Attention', 'Block', 'window_partition', 'window_reverse', 'relative_coords_log',
-           'shift_attn_mask', 'WindowAttention', 'SwinCRBlock', 'random_masking', 'patchify', 'unpatchify',
-           'masked_mse', 'OperaGTConfig', 'OperaGT', 'is_encoder_key', 'count_params', 'read_checkpoint',
-           'lightning_checkpoint', 'load_opera_checkpoint', 'resample', 'hf_load', 'HFAudioEncoder', 'masked_time_mean',
-           'ClapEncoder', 'OpenSmileEncoder', 'peak_memory_during', 'train_state_mb', 'bench_train_step']
+__all__ = ['CONFIG_NAME', 'WEIGHTS_NAME', 'OPERA_PRESETS', 'ENCODER_KEYS', 'OPERA_HUB', 'HF_HUBS', 'ENCODERS', 'check_mel',
+           'check_wave', 'state_dict_diff', 'load_state_strict', 'AudioEncoder', 'random_crops', 'ColaHead',
+           'sincos_1d', 'opera_pos_embed', 'PatchEmbed', 'Mlp', 'Attention', 'Block', 'window_partition',
+           'window_reverse', 'relative_coords_log', 'shift_attn_mask', 'WindowAttention', 'SwinCRBlock',
+           'random_masking', 'patchify', 'unpatchify', 'masked_mse', 'OperaGTConfig', 'OperaGT', 'is_encoder_key',
+           'count_params', 'read_checkpoint', 'lightning_checkpoint', 'load_opera_checkpoint', 'resample', 'hf_load',
+           'HFAudioEncoder', 'masked_time_mean', 'ClapEncoder', 'OpenSmileEncoder', 'peak_memory_during',
+           'train_state_mb', 'bench_train_step', 'resolve_path', 'EncoderEntry', 'local_hub', 'random_init',
+           'load_opera_gt', 'load_hf', 'tiny_hf', 'tiny_audiomae', 'checkpoint_kind', 'load_encoder']
 
 # %% ../nbs/06_encoders.ipynb #327412d0
 def check_mel(mel, n_mels:int, max_frames:int|None=None, min_frames:int=1, who:str='encoder')->torch.Tensor:
@@ -999,3 +1001,150 @@ def bench_train_step(encoder:AudioEncoder, batch_size:int=2, n_frames:int|None=N
     return dict(encoder=type(enc).__name__, params_m=round(count_params(enc) / 1e6, 2), batch=batch_size,
                 frames=mel.shape[1], device=str(device), threads=torch.get_num_threads(), sec_per_step=wall,
                 cpu_sec_per_step=cpu, state_mb=state, step_peak_mb=rise_mb, peak_mb=state + rise_mb)
+
+# %% ../nbs/06_encoders.ipynb #d55806db
+def resolve_path(path:str):
+    "The object a `'package.module:attr.attr'` path names, imported on demand."
+    mod, _, attr = path.partition(':')
+    try: obj = importlib.import_module(mod)
+    except ImportError as e: raise ConfigError(f"{path}: module {mod} is not available ({e})") from None
+    for a in attr.split('.'):
+        if not hasattr(obj, a): raise ConfigError(f"{path}: {mod} has no {attr!r}")
+        obj = getattr(obj, a)
+    return obj
+
+# %% ../nbs/06_encoders.ipynb #03e648a6
+@dataclass(frozen=True)
+class EncoderEntry:
+    "A registry name: loader and tiny builder (`'module:attr'`), loader defaults, a one-line description."
+    loader:str
+    tiny:str
+    about:str
+    defaults:tuple = ()  # (key, value) pairs the loader gets
+    marker:str|None = None  # a state-dict key that identifies this model's official .ckpt
+
+# %% ../nbs/06_encoders.ipynb #53e2a0b9
+def local_hub(repo:str, filename:str|None=None)->Path|None:
+    "A file or the snapshot folder of hub `repo` from the local cache only, else None."
+    import huggingface_hub as hub
+    try:
+        if filename is None: return Path(hub.snapshot_download(repo, local_files_only=True))
+        return Path(hub.hf_hub_download(repo, filename, local_files_only=True))
+    except Exception: return None
+
+# %% ../nbs/06_encoders.ipynb #4220673a
+def random_init(name:str, model:AudioEncoder, what:str='the official architecture')->AudioEncoder:
+    "`model`, after warning that `name` is a RANDOM init of `what` (no weights were found)."
+    warnings.warn(f"{name}: no checkpoint given and none in the local cache; built a RANDOM init of {what}. "
+                  "Give `checkpoint=` for pre-trained weights.", stacklevel=3)
+    return model
+
+# %% ../nbs/06_encoders.ipynb #2965069b
+OPERA_HUB = 'evelyn0414/OPERA'  # the official OPERA checkpoints (looked for in the local cache only)
+
+def load_opera_gt(checkpoint=None, # an official-layout Lightning .ckpt; None: the cache, else random init
+                  config='paper', hub_file:str|None='encoder-operaGT.ckpt', **kw)->OperaGT:
+    "OPERA-GT (`config` preset) from a Lightning .ckpt or the local cache, else a warned random init."
+    model = OperaGT(config, **kw)
+    ck = checkpoint if checkpoint is not None else (hub_file and local_hub(OPERA_HUB, hub_file))
+    if ck: return load_opera_checkpoint(ck, model)
+    return random_init(f'OPERA-GT ({config})', model)
+
+# %% ../nbs/06_encoders.ipynb #626638f6
+HF_HUBS = dict(clap='laion/clap-htsat-unfused', ast='MIT/ast-finetuned-audioset-10-10-0.4593',
+               whisper='openai/whisper-base')
+
+def _hf_parts(kind:str):
+    "(model class, config class, feature-extractor class) of transformers for `kind`."
+    import transformers as t
+    return dict(clap=(t.ClapAudioModelWithProjection, t.ClapAudioConfig, t.ClapFeatureExtractor),
+                ast=(t.ASTModel, t.ASTConfig, t.ASTFeatureExtractor),
+                whisper=(t.WhisperModel, t.WhisperConfig, t.WhisperFeatureExtractor))[kind]
+
+# %% ../nbs/06_encoders.ipynb #af42ed8d
+def load_hf(checkpoint=None, # a local transformers folder or hub id (local cache only)
+            kind:str='clap', # 'clap', 'ast' or 'whisper'
+            **kw)->HFAudioEncoder:
+    "A transformers audio encoder from a folder or the cache, else a warned random init of its default config."
+    cls = ClapEncoder if kind == 'clap' else HFAudioEncoder
+    src = checkpoint if checkpoint is not None else local_hub(HF_HUBS[kind])
+    if src is not None: return cls.from_hf(src, **kw)
+    model_cls, conf_cls, fe_cls = _hf_parts(kind)
+    fe = fe_cls(truncation='rand_trunc') if kind == 'clap' else fe_cls()  # the unfused model's setting
+    enc = cls(model_cls(conf_cls()), fe, **kw)
+    return random_init(kind, enc, f"transformers' default {conf_cls.__name__} ({HF_HUBS[kind]} not cached)")
+
+# %% ../nbs/06_encoders.ipynb #f5a1a5cf
+_TINY_HF = dict(clap=(dict(depths=[1, 1], num_attention_heads=[2, 2], patch_embeds_hidden_size=16, hidden_size=32,
+                           projection_dim=24, num_hidden_layers=2), dict(max_length_s=1, truncation='rand_trunc')),
+                ast=(dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                          max_length=128, num_mel_bins=32), dict(max_length=128, num_mel_bins=32)),
+                whisper=(dict(d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
+                              decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                              max_source_positions=50), dict(chunk_length=1)))
+
+def tiny_hf(kind:str='clap', **kw)->HFAudioEncoder:
+    "A tiny random transformers encoder of `kind` (for tests)."
+    model_cls, conf_cls, fe_cls = _hf_parts(kind)
+    conf, fe = _TINY_HF[kind]
+    cls = ClapEncoder if kind == 'clap' else HFAudioEncoder
+    return cls(model_cls(conf_cls(**conf)), fe_cls(**fe), **kw)
+
+# %% ../nbs/06_encoders.ipynb #6ee22813
+def tiny_audiomae(**kw)->OperaGT:
+    "A tiny random AudioMAE-style ViT (128 mel bins, 16×16 patches; for tests)."
+    small = dict(max_frames=256, embed_dim=32, depth=1, heads=2, dec_dim=32, dec_depth=1, dec_heads=2,
+                 feat_size=(8, 4), meta_hidden=16)
+    return OperaGT('audiomae_vitb', **{**small, **kw})
+
+# %% ../nbs/06_encoders.ipynb #6c5d4970
+ENCODERS = {
+    'opera-gt': EncoderEntry('acula.encoders:load_opera_gt', 'acula.encoders:OperaGT.small',
+                             'OPERA-GT: ViT-S MAE on log-mel patches, 384-d', marker='decoder_pred.weight'),
+    'opera-gt-small': EncoderEntry('acula.encoders:load_opera_gt', 'acula.encoders:OperaGT.small',
+                                   'the CPU-sized OPERA-GT (no official weights)',
+                                   (('config', 'small'), ('hub_file', None))),
+    'opera-ct': EncoderEntry('acula.opera_family:load_opera_ct', 'acula.opera_family:OperaCT.tiny',
+                             'OPERA-CT: HTS-AT Swin, COLA-pretrained, 768-d', marker='encoder.encoder.'),
+    'opera-ce': EncoderEntry('acula.opera_family:load_opera_ce', 'acula.opera_family:OperaCE.tiny',
+                             'OPERA-CE: EfficientNet-B0, COLA-pretrained, 1280-d', marker='encoder.cnn1.weight'),
+    'audiomae': EncoderEntry('acula.encoders:load_opera_gt', 'acula.encoders:tiny_audiomae',
+                             'AudioMAE-style ViT-B/16 on 128-bin log-mels, 768-d',
+                             (('config', 'audiomae_vitb'), ('hub_file', None))),
+    'clap': EncoderEntry('acula.encoders:load_hf', 'acula.encoders:tiny_hf', "LAION CLAP's audio tower, 512-d",
+                         (('kind', 'clap'),)),
+    'ast': EncoderEntry('acula.encoders:load_hf', 'acula.encoders:tiny_hf', 'Audio Spectrogram Transformer',
+                        (('kind', 'ast'),)),
+    'whisper': EncoderEntry('acula.encoders:load_hf', 'acula.encoders:tiny_hf', "Whisper's encoder",
+                            (('kind', 'whisper'),)),
+    'vggish': EncoderEntry('acula.wave_encoders:load_vggish', 'acula.wave_encoders:VGGish.tiny',
+                           'VGGish (torchvggish port), 128-d'),
+    'qwen-omni': EncoderEntry('acula.wave_encoders:load_qwen_omni', 'acula.wave_encoders:QwenOmniAudio.tiny',
+                              "Qwen2.5-Omni's audio encoder (text stack never loaded)"),
+}
+
+# %% ../nbs/06_encoders.ipynb #08681904
+def checkpoint_kind(path)->str:
+    "The registry name whose official state dict `path` (a Lightning .ckpt) holds."
+    ck = read_checkpoint(path)
+    sd = ck.get('state_dict', ck) if isinstance(ck, dict) else {}
+    keys = list(sd) if isinstance(sd, dict) else []
+    for name, e in ENCODERS.items():
+        if e.marker and any(k == e.marker or (e.marker.endswith('.') and k.startswith(e.marker)) for k in keys):
+            return name
+    raise CheckpointError(f"not an official OPERA checkpoint: no key of {[e.marker for e in ENCODERS.values() if e.marker]}"
+                          f" (keys: {_listing(keys)})", path)
+
+# %% ../nbs/06_encoders.ipynb #5fb476d1
+def load_encoder(spec, checkpoint=None, tiny:bool=False, **kw)->AudioEncoder:
+    "The encoder `spec` names: a registry name, a save_pretrained folder or an official OPERA .ckpt."
+    if isinstance(spec, str) and spec in ENCODERS:
+        e = ENCODERS[spec]
+        if tiny and checkpoint is not None: raise ConfigError("tiny=True builds a random test model: no checkpoint")
+        if tiny: return resolve_path(e.tiny)(**{**{k: v for k, v in e.defaults if k == 'kind'}, **kw})
+        return resolve_path(e.loader)(checkpoint, **{**dict(e.defaults), **kw})
+    p = Path(str(spec)).expanduser()
+    if p.is_dir(): return AudioEncoder.from_pretrained(p/'encoder' if (p/'encoder').is_dir() else p)
+    if p.suffix == '.ckpt' and p.is_file(): return load_encoder(checkpoint_kind(p), p, **kw)
+    raise ConfigError(f"unknown encoder {spec!r}: not one of {list(ENCODERS)}, a save_pretrained folder "
+                      "or an official OPERA .ckpt")
