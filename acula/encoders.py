@@ -1033,11 +1033,10 @@ def local_hub(repo:str, filename:str|None=None)->Path|None:
     except Exception: return None
 
 # %% ../nbs/06_encoders.ipynb #4220673a
-def random_init(name:str, model:AudioEncoder, what:str='the official architecture')->AudioEncoder:
-    "`model`, after warning that `name` is a RANDOM init of `what` (no weights were found)."
-    warnings.warn(f"{name}: no checkpoint given and none in the local cache; built a RANDOM init of {what}. "
+def random_init(name:str, what:str='the official architecture'):
+    "Warn that `name` is being built as a RANDOM init of `what` (no weights were found)."
+    warnings.warn(f"{name}: no checkpoint given and none in the local cache; building a RANDOM init of {what}. "
                   "Give `checkpoint=` for pre-trained weights.", stacklevel=3)
-    return model
 
 # %% ../nbs/06_encoders.ipynb #2965069b
 OPERA_HUB = 'evelyn0414/OPERA'  # the official OPERA checkpoints (looked for in the local cache only)
@@ -1045,10 +1044,10 @@ OPERA_HUB = 'evelyn0414/OPERA'  # the official OPERA checkpoints (looked for in 
 def load_opera_gt(checkpoint=None, # an official-layout Lightning .ckpt; None: the cache, else random init
                   config='paper', hub_file:str|None='encoder-operaGT.ckpt', **kw)->OperaGT:
     "OPERA-GT (`config` preset) from a Lightning .ckpt or the local cache, else a warned random init."
-    model = OperaGT(config, **kw)
     ck = checkpoint if checkpoint is not None else (hub_file and local_hub(OPERA_HUB, hub_file))
-    if ck: return load_opera_checkpoint(ck, model)
-    return random_init(f'OPERA-GT ({config})', model)
+    if not ck: random_init(f'OPERA-GT ({config})')
+    model = OperaGT(config, **kw)
+    return load_opera_checkpoint(ck, model) if ck else model
 
 # %% ../nbs/06_encoders.ipynb #626638f6
 HF_HUBS = dict(clap='laion/clap-htsat-unfused', ast='MIT/ast-finetuned-audioset-10-10-0.4593',
@@ -1070,9 +1069,9 @@ def load_hf(checkpoint=None, # a local transformers folder or hub id (local cach
     src = checkpoint if checkpoint is not None else local_hub(HF_HUBS[kind])
     if src is not None: return cls.from_hf(src, **kw)
     model_cls, conf_cls, fe_cls = _hf_parts(kind)
+    random_init(kind, f"transformers' default {conf_cls.__name__} ({HF_HUBS[kind]} not cached)")
     fe = fe_cls(truncation='rand_trunc') if kind == 'clap' else fe_cls()  # the unfused model's setting
-    enc = cls(model_cls(conf_cls()), fe, **kw)
-    return random_init(kind, enc, f"transformers' default {conf_cls.__name__} ({HF_HUBS[kind]} not cached)")
+    return cls(model_cls(conf_cls()), fe, **kw)
 
 # %% ../nbs/06_encoders.ipynb #f5a1a5cf
 _TINY_HF = dict(clap=(dict(depths=[1, 1], num_attention_heads=[2, 2], patch_embeds_hidden_size=16, hidden_size=32,

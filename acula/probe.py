@@ -759,17 +759,25 @@ def cached_features(run, name:str, encoder:AudioEncoder, task:Task|str, recordin
     return X
 
 # %% ../nbs/10_probe.ipynb #9ea6cbf6
-def load_run_encoder(run, name:str)->AudioEncoder:
-    "The encoder `name` of a run (models/<name>/encoder), or from a save_pretrained folder or OPERA .ckpt."
-    p, q = Path(run)/'models'/name, Path(name).expanduser()
+def load_run_encoder(run, name:str, tiny:bool=False)->AudioEncoder:
+    "The encoder `name`: the run's models/<name>/encoder, else `load_encoder` (random weights refused)."
+    from acula.encoders import ENCODERS, load_encoder
+    p = Path(run)/'models'/name
     if (p/'encoder').is_dir(): return AudioEncoder.from_pretrained(p/'encoder')
-    if q.is_dir(): return AudioEncoder.from_pretrained(q/'encoder' if (q/'encoder').is_dir() else q)
-    if q.suffix == '.ckpt' and q.is_file():
-        from acula.encoders import load_opera_checkpoint
-        return load_opera_checkpoint(q)
-    have = sorted(d.name for d in (Path(run)/'models').glob('*') if (d/'encoder').is_dir())
-    raise ConfigError(f"no encoder {name!r}: not in the run's models/ (there: {have or 'none'}), "
-                      "not a save_pretrained folder, not an OPERA .ckpt")
+    spec, _, ck = name.partition('=') if name.split('=')[0] in ENCODERS else (name, '', '')
+    q = Path(spec).expanduser()
+    if spec not in ENCODERS and not q.is_dir() and not (q.suffix == '.ckpt' and q.is_file()):
+        have = sorted(d.name for d in (Path(run)/'models').glob('*') if (d/'encoder').is_dir())
+        raise ConfigError(f"no encoder {name!r}: not in the run's models/ (there: {have or 'none'}), not a "
+                          f"registry name ({', '.join(ENCODERS)}), a save_pretrained folder or OPERA .ckpt")
+    if tiny: return load_encoder(spec, tiny=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings('error', message='.*RANDOM init')
+        try: return load_encoder(spec, ck or None)
+        except UserWarning as w:
+            raise ConfigError(f"{spec}: no pre-trained weights on this machine ({w}); "
+                              f"give them as {spec}=CHECKPOINT") from None
+
 
 # %% ../nbs/10_probe.ipynb #5098bacb
 def task_data(run, task:Task|str)->tuple[pd.DataFrame, np.ndarray, np.ndarray]:
@@ -922,7 +930,7 @@ def write_tables(run, results:list[ProbeResult], skipped:list[Skipped], name:str
 @cli_main
 @call_parse
 def acula_probe(run:str, # the run folder
-                encoders:str='pretrained,baseline,aligned', # models/ names, folders or .ckpt files
+                encoders:str='pretrained,baseline,aligned', # models/ names, registry names (name=CKPT), folders
                 tasks:str='all', # comma-separated task ids, or 'all'
                 seeds:str='', # comma-separated seeds (default: OPERA's, 0-4; LOSO tasks 0)
                 head:str='linear', # 'linear' or 'mlp'
