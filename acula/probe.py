@@ -930,7 +930,7 @@ def write_tables(run, results:list[ProbeResult], skipped:list[Skipped], name:str
 @cli_main
 @call_parse
 def acula_probe(run:str, # the run folder
-                encoders:str='pretrained,baseline,aligned', # models/ names, registry names (name=CKPT), folders
+                encoders:str='pretrained,baseline,aligned', # models/ names, registry names (name=CKPT), paths
                 tasks:str='all', # comma-separated task ids, or 'all'
                 seeds:str='', # comma-separated seeds (default: OPERA's, 0-4; LOSO tasks 0)
                 head:str='linear', # 'linear' or 'mlp'
