@@ -1007,9 +1007,9 @@ def resolve_path(path:str):
     "The object a `'package.module:attr.attr'` path names, imported on demand."
     mod, _, attr = path.partition(':')
     try: obj = importlib.import_module(mod)
-    except ImportError as e: raise ConfigError(f"{path}: module {mod} is not available ({e})") from None
+    except ImportError as e: raise ConfigError(f"{path}: not in this install (module {mod}: {e})") from None
     for a in attr.split('.'):
-        if not hasattr(obj, a): raise ConfigError(f"{path}: {mod} has no {attr!r}")
+        if not hasattr(obj, a): raise ConfigError(f"{path}: not in this install ({mod} has no {attr!r})")
         obj = getattr(obj, a)
     return obj
 
