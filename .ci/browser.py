@@ -120,8 +120,12 @@ def drive(page, url:str, shots:Path, timeout_s:float)->dict:
 
     step('open the notebook in JupyterLab', lambda: (page.goto(url),
          page.wait_for_selector('.jp-Notebook .jp-Cell', timeout=ms)))
+    idle = ("() => /\\| Idle/.test(document.querySelector('#jp-main-statusbar, .jp-StatusBar-Widget')"
+            "?.innerText || '')")
+    started = ("() => [...document.querySelectorAll('.jp-InputPrompt')]"
+               ".some(e => /\\[(\\*|\\d+)\\]/.test(e.innerText))")
+    step('wait for the kernel to be idle', lambda: page.wait_for_function(idle, timeout=ms))
     def run_all():
-        page.wait_for_timeout(1500)
         try:
             page.locator('.lm-MenuBar-item', has_text='Run').first.click()
             item = page.locator('.lm-Menu-item', has_text='Run All Cells').first
@@ -132,6 +136,11 @@ def drive(page, url:str, shots:Path, timeout_s:float)->dict:
             page.keyboard.press('Escape')
             page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
             out['run_all'] = 'command notebook:run-all-cells'
+        try: page.wait_for_function(started, timeout=30_000)
+        except Exception:                            # a request lost while the kernel connected: ask again
+            page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            out['run_all'] += ', repeated by command'
+            page.wait_for_function(started, timeout=ms)
     step('run all cells', run_all)
     def explorer():
         try: page.wait_for_selector('.acula-clip', timeout=ms)
