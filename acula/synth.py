@@ -18,16 +18,17 @@ from .tasks import TASKS
 # %% auto #0
 __all__ = ['SYNTH_VERSION', 'SYNTH_MODALITIES', 'DEFAULT_MIX', 'EQUIPMENT', 'LUNG_DX', 'VALVES', 'CIRCOR_AGE', 'SYS_TIMING',
            'SHAPES', 'PITCH', 'QUALITY', 'GRADE_SYS', 'GRADE_DIA', 'SHAPE_FN', 'COUGH_STATUS', 'ACTIVITY',
-           'SUMMARY_BANDS', 'HAND_FEATURES', 'fast_len', 'freqs', 'rms', 'band_mag', 'peak_mag', 'tilt_mag',
-           'shaped_noise', 'filt', 'place', 'breath_cycles', 'breath_env', 'Device', 'device_mag', 'background_spec',
-           'hum', 'handling', 'finish', 'heart_beats', 'beat_timing', 'gauss_tones', 'heart_sounds', 'LungDx',
-           'loguniform', 'pick', 'resp_rate', 'child_size', 'lung_subject', 'lung_clip', 'crackles', 'tukey',
+           'SUMMARY_BANDS', 'HAND_FEATURES', 'CALIBRATION', 'fast_len', 'freqs', 'rms', 'band_mag', 'peak_mag',
+           'tilt_mag', 'shaped_noise', 'filt', 'place', 'breath_cycles', 'breath_env', 'Device', 'device_mag',
+           'background_spec', 'hum', 'handling', 'finish', 'heart_beats', 'beat_timing', 'gauss_tones', 'heart_sounds',
+           'LungDx', 'loguniform', 'pick', 'resp_rate', 'child_size', 'lung_subject', 'lung_clip', 'crackles', 'tukey',
            'wheeze_tone', 'render_lung', 'n_samples', 'Share', 'AgeGroup', 'murmur_fields', 'heart_subject',
            'murmur_segments', 'shaped_env', 'heart_clip', 'murmur_source', 'render_heart', 'CoughStatus',
            'cough_subject', 'cough_clip', 'formant_mag', 'one_cough', 'render_cough', 'Activity', 'breath_subject',
            'breath_clip', 'render_breath', 'allocate', 'block_split', 'plan_corpus', 'render_clip', 'clip_path',
            'specs_frame', 'make_corpus', 'stft_power', 'crackle_rate', 'wheeze_tonality', 'murmur_fill',
-           'cough_brightness', 'breathing_rate', 'spectral_summary', 'auroc', 'hand_evidence', 'baseline_evidence']
+           'cough_brightness', 'breathing_rate', 'spectral_summary', 'auroc', 'hand_evidence', 'baseline_evidence',
+           'melstat_features', 'auroc_half_width', 'melstat_evidence', 'calibration']
 
 # %% ../nbs/04_synth.ipynb #f6d07f88
 SYNTH_VERSION = 1  # bump when the generator's output changes: a run folder made by another version is not reused
@@ -1062,3 +1063,49 @@ def baseline_evidence(df:pd.DataFrame, audio:dict, folds:int=5)->pd.DataFrame:
             p = cross_val_predict(model, F, y, groups=g, cv=cv, method='predict_proba')[:, 1]
             rows.append(dict(task=task.id, n=len(y), metric='auroc', baseline=auroc(y, p), r2=None))
     return pd.DataFrame(rows)
+
+# %% ../nbs/04_synth.ipynb #d6446298
+CALIBRATION = dict(hand_min=0.60, melstat_range=(0.55, 0.85), half_width_max=0.10)
+
+# %% ../nbs/04_synth.ipynb #7c8100d0
+def melstat_features(x:np.ndarray)->np.ndarray:
+    "Mean and standard deviation over time of each of the 64 log-mel bins of `x` (128 numbers)."
+    import torch
+    from acula.audio import LogMel
+    m = LogMel()(torch.as_tensor(np.asarray(x, np.float32))[None])[0].numpy()
+    return np.concatenate([m.mean(0), m.std(0)])
+
+# %% ../nbs/04_synth.ipynb #1b9801ef
+def auroc_half_width(a:float, n1:int, n0:int)->float:
+    "Hanley-McNeil 95% half-width (1.96 SE) of AUROC `a` on n1 positives and n0 negatives."
+    q1, q2 = a/(2 - a), 2*a*a/(1 + a)
+    return float(1.96*np.sqrt((a*(1 - a) + (n1 - 1)*(q1 - a*a) + (n0 - 1)*(q2 - a*a))/(n1*n0)))
+
+# %% ../nbs/04_synth.ipynb #ead544db
+def melstat_evidence(df:pd.DataFrame, audio:dict, Cs=(1e-3, 1e-2, 1e-1, 1., 10., 100.))->pd.DataFrame:
+    "Per embedded classification task: the log-mel-statistics probe's test AUROC (C on val)."
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    rows = []
+    for task in (t for t in TASKS.values() if t.synth_features and t.kind != 'regression'):
+        d, y, g, xs = _task_audio(df, audio, task)
+        F, sp = np.stack([melstat_features(x) for x in xs]), d['split'].to_numpy()
+        fit = lambda C: make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=3000)).fit(
+            F[sp == 'train'], y[sp == 'train'])
+        yv = y[sp == 'val']
+        C = max(Cs, key=lambda C: auroc(yv, fit(C).predict_proba(F[sp == 'val'])[:, 1])) if len(set(yv)) > 1 else 1.
+        yt, a = y[sp == 'test'], auroc(y[sp == 'test'], fit(C).predict_proba(F[sp == 'test'])[:, 1])
+        n1, n0 = int(yt.sum()), int((1 - yt).sum())
+        rows.append(dict(task=task.id, n_test=len(yt), pos_test=n1, C=C, melstat=a,
+                         half_width=auroc_half_width(a, n1, n0)))
+    return pd.DataFrame(rows)
+
+# %% ../nbs/04_synth.ipynb #e688b87c
+def calibration(df:pd.DataFrame, audio:dict, criteria:dict|None=None)->pd.DataFrame:
+    "The calibration criteria measured per embedded classification task, with pass/fail columns."
+    c = {**CALIBRATION, **(criteria or {})}
+    ev = hand_evidence(df, audio).query("metric == 'auroc'")[['task', 'hand']].merge(melstat_evidence(df, audio))
+    lo, hi = c['melstat_range']
+    return ev.assign(hand_ok=ev.hand >= c['hand_min'], melstat_ok=ev.melstat.between(lo, hi),
+                     width_ok=ev.half_width <= c['half_width_max'])
