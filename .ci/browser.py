@@ -16,7 +16,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO/'nbs'/'tutorials'/'explore.ipynb'
 CHROMIUM = '/usr/bin/chromium'
-ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking',
         '--disable-component-update', '--disable-sync']
 SENTENCE = 'Crackles and wheezes are heard over both lungs.'
 
@@ -52,8 +53,9 @@ def start_lab(root:Path, run:Path, port:int, token:str, log:Path, home:Path)->su
     cmd = [sys.executable, '-m', 'jupyter', 'lab', '--no-browser', '--ip=127.0.0.1', f'--port={port}',
            '--ServerApp.port_retries=0', f'--IdentityProvider.token={token}', f'--ServerApp.root_dir={root}',
            '--LabApp.expose_app_in_browser=True', '--ServerApp.open_browser=False']
-    if hasattr(os, 'geteuid') and os.geteuid() == 0: cmd.append('--allow-root')      # CI containers run as root
-    return subprocess.Popen(cmd, env=env, stdout=log.open('w'), stderr=subprocess.STDOUT, start_new_session=True)
+    if hasattr(os, 'geteuid') and os.geteuid() == 0: cmd.append('--allow-root')   # CI containers run as root
+    return subprocess.Popen(cmd, env=env, stdout=log.open('w'), stderr=subprocess.STDOUT,
+                            start_new_session=True)
 
 
 def api(port:int, token:str, path:str, method:str='GET'):
@@ -145,10 +147,10 @@ def drive(page, url:str, shots:Path, timeout_s:float)->dict:
     def explorer():
         try: page.wait_for_selector('.acula-clip', timeout=ms)
         except Exception:
-            errs = page.locator('[data-mime-type="application/vnd.jupyter.stderr"], .jp-RenderedText[data-mime-type'
-                                '="application/vnd.jupyter.error"]').all_inner_texts()
-            raise StepFailed("the explorer (.acula-clip) did not appear" + (f"; cell errors: {errs[-1][-800:]}"
-                                                                                if errs else ''))
+            errs = page.locator('[data-mime-type="application/vnd.jupyter.stderr"], '
+                                '[data-mime-type="application/vnd.jupyter.error"]').all_inner_texts()
+            tail = f"; cell errors: {errs[-1][-800:]}" if errs else ''
+            raise StepFailed("the explorer (.acula-clip) did not appear" + tail)
         page.locator('.acula-results').first.scroll_into_view_if_needed()
     step('wait for the explorer', explorer)
     def render():
@@ -156,7 +158,8 @@ def drive(page, url:str, shots:Path, timeout_s:float)->dict:
         if not spec.is_visible(): raise StepFailed("the spectrogram box (.acula-spec) is not visible")
         out['spectrogram'] = ('plotly figure' if spec.locator('.js-plotly-plot, .plot-container').count() else
                               'placeholder: ' + spec.inner_text().strip())
-        if not page.locator('.acula-audio audio').count(): raise StepFailed("no <audio> player in .acula-audio")
+        if not page.locator('.acula-audio audio').count():
+            raise StepFailed("no <audio> player in .acula-audio")
         n = page.locator('.acula-results .acula-item').count()
         if n < 1: raise StepFailed("the report list (.acula-results) is empty")
         if not explorer_text(page, 'acula-report').strip(): raise StepFailed("the clip's report is empty")
