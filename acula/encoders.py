@@ -1035,7 +1035,8 @@ def local_hub(repo:str, filename:str|None=None)->Path|None:
 # %% ../nbs/06_encoders.ipynb #4220673a
 def random_init(name:str, what:str='the official architecture'):
     "Warn that `name` is being built as a RANDOM init of `what` (no weights were found)."
-    warnings.warn(f"{name}: no checkpoint given and none in the local cache; building a RANDOM init of {what}. "
+    warnings.warn(f"{name}: no checkpoint given and none in the local cache; "
+                  f"building a RANDOM init of {what}. "
                   "Give `checkpoint=` for pre-trained weights.", stacklevel=3)
 
 # %% ../nbs/06_encoders.ipynb #2965069b
@@ -1064,7 +1065,7 @@ def _hf_parts(kind:str):
 def load_hf(checkpoint=None, # a local transformers folder or hub id (local cache only)
             kind:str='clap', # 'clap', 'ast' or 'whisper'
             **kw)->HFAudioEncoder:
-    "A transformers audio encoder from a folder or the cache, else a warned random init of its default config."
+    "A transformers audio encoder from a folder or the cache, else a warned random init."
     cls = ClapEncoder if kind == 'clap' else HFAudioEncoder
     src = checkpoint if checkpoint is not None else local_hub(HF_HUBS[kind])
     if src is not None: return cls.from_hf(src, **kw)
@@ -1074,8 +1075,9 @@ def load_hf(checkpoint=None, # a local transformers folder or hub id (local cach
     return cls(model_cls(conf_cls()), fe, **kw)
 
 # %% ../nbs/06_encoders.ipynb #f5a1a5cf
-_TINY_HF = dict(clap=(dict(depths=[1, 1], num_attention_heads=[2, 2], patch_embeds_hidden_size=16, hidden_size=32,
-                           projection_dim=24, num_hidden_layers=2), dict(max_length_s=1, truncation='rand_trunc')),
+_TINY_HF = dict(clap=(dict(depths=[1, 1], num_attention_heads=[2, 2], patch_embeds_hidden_size=16,
+                           hidden_size=32, projection_dim=24, num_hidden_layers=2),
+                      dict(max_length_s=1, truncation='rand_trunc')),
                 ast=(dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                           max_length=128, num_mel_bins=32), dict(max_length=128, num_mel_bins=32)),
                 whisper=(dict(d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
@@ -1106,11 +1108,13 @@ ENCODERS = {
     'opera-ct': EncoderEntry('acula.opera_family:load_opera_ct', 'acula.opera_family:OperaCT.tiny',
                              'OPERA-CT: HTS-AT Swin, COLA-pretrained, 768-d', marker='encoder.encoder.'),
     'opera-ce': EncoderEntry('acula.opera_family:load_opera_ce', 'acula.opera_family:OperaCE.tiny',
-                             'OPERA-CE: EfficientNet-B0, COLA-pretrained, 1280-d', marker='encoder.cnn1.weight'),
+                             'OPERA-CE: EfficientNet-B0, COLA-pretrained, 1280-d',
+                             marker='encoder.cnn1.weight'),
     'audiomae': EncoderEntry('acula.encoders:load_opera_gt', 'acula.encoders:tiny_audiomae',
                              'AudioMAE-style ViT-B/16 on 128-bin log-mels, 768-d',
                              (('config', 'audiomae_vitb'), ('hub_file', None))),
-    'clap': EncoderEntry('acula.encoders:load_hf', 'acula.encoders:tiny_hf', "LAION CLAP's audio tower, 512-d",
+    'clap': EncoderEntry('acula.encoders:load_hf', 'acula.encoders:tiny_hf',
+                         "LAION CLAP's audio tower, 512-d",
                          (('kind', 'clap'),)),
     'ast': EncoderEntry('acula.encoders:load_hf', 'acula.encoders:tiny_hf', 'Audio Spectrogram Transformer',
                         (('kind', 'ast'),)),
@@ -1129,9 +1133,11 @@ def checkpoint_kind(path)->str:
     sd = ck.get('state_dict', ck) if isinstance(ck, dict) else {}
     keys = list(sd) if isinstance(sd, dict) else []
     for name, e in ENCODERS.items():
-        if e.marker and any(k == e.marker or (e.marker.endswith('.') and k.startswith(e.marker)) for k in keys):
+        hit = lambda k, m=e.marker: k == m or (m.endswith('.') and k.startswith(m))
+        if e.marker and any(hit(k) for k in keys):
             return name
-    raise CheckpointError(f"not an official OPERA checkpoint: no key of {[e.marker for e in ENCODERS.values() if e.marker]}"
+    markers = [e.marker for e in ENCODERS.values() if e.marker]
+    raise CheckpointError(f"not an official OPERA checkpoint: no key of {markers}"
                           f" (keys: {_listing(keys)})", path)
 
 # %% ../nbs/06_encoders.ipynb #5fb476d1
@@ -1139,7 +1145,8 @@ def load_encoder(spec, checkpoint=None, tiny:bool=False, **kw)->AudioEncoder:
     "The encoder `spec` names: a registry name, a save_pretrained folder or an official OPERA .ckpt."
     if isinstance(spec, str) and spec in ENCODERS:
         e = ENCODERS[spec]
-        if tiny and checkpoint is not None: raise ConfigError("tiny=True builds a random test model: no checkpoint")
+        if tiny and checkpoint is not None:
+            raise ConfigError("tiny=True builds a random test model: no checkpoint")
         if tiny: return resolve_path(e.tiny)(**{**{k: v for k, v in e.defaults if k == 'kind'}, **kw})
         return resolve_path(e.loader)(checkpoint, **{**dict(e.defaults), **kw})
     p = Path(str(spec)).expanduser()

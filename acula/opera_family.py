@@ -11,8 +11,8 @@ from torch import nn
 import torch.nn.functional as F
 from fastcore.basics import patch
 from .core import CheckpointError, ConfigError
-from .encoders import (AudioEncoder, OPERA_HUB, Mlp, read_checkpoint, load_state_strict, local_hub, random_init,
-                            window_partition, window_reverse, shift_attn_mask, _listing)
+from .encoders import (AudioEncoder, OPERA_HUB, Mlp, read_checkpoint, load_state_strict, local_hub,
+                            random_init, window_partition, window_reverse, shift_attn_mask, _listing)
 
 # %% auto #0
 __all__ = ['COLA_HEAD_KEYS', 'MBStage', 'EFFICIENTNET_B0', 'from_official', 'to_official', 'load_cola_checkpoint', 'SameConv2d',
@@ -192,13 +192,15 @@ def forward(self:SwinAttention, x:torch.Tensor, mask:torch.Tensor|None=None)->to
     bias = self.relative_position_bias_table[self.relative_position_index.view(-1)].view(N, N, -1)
     attn = (q * self.scale) @ k.transpose(-2, -1) + bias.permute(2, 0, 1)[None]
     if mask is not None:
-        attn = (attn.view(B // len(mask), len(mask), self.heads, N, N) + mask[None, :, None]).view(B, -1, N, N)
+        nW = len(mask)
+        attn = (attn.view(B // nW, nW, self.heads, N, N) + mask[None, :, None]).view(B, -1, N, N)
     return self.proj((attn.softmax(-1) @ v).transpose(1, 2).reshape(B, N, C))
 
 # %% ../nbs/06a_opera_family.ipynb #f3924941
 class SwinBlock(nn.Module):
     "A Swin block on an `res` grid: (shifted) window attention and MLP, pre-norm, stochastic depth."
-    def __init__(self, dim:int, res:tuple, heads:int, ws:int, shift:int=0, mlp_ratio:float=4., drop_path:float=0.):
+    def __init__(self, dim:int, res:tuple, heads:int, ws:int, shift:int=0, mlp_ratio:float=4.,
+                 drop_path:float=0.):
         super().__init__()
         if min(res) <= ws: ws, shift = min(res), 0
         self.res, self.ws, self.shift, self.drop_path = tuple(res), ws, shift, drop_path
@@ -224,7 +226,8 @@ class PatchMerging(nn.Module):
     "Swin's patch merging: 2×2 neighbours concatenated (4C), LayerNorm, Linear to 2C."
     def __init__(self, res:tuple, dim:int):
         super().__init__()
-        self.res, self.norm, self.reduction = tuple(res), nn.LayerNorm(4 * dim), nn.Linear(4 * dim, 2 * dim, bias=False)
+        self.res, self.norm = tuple(res), nn.LayerNorm(4 * dim)
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
     def forward(self, x:torch.Tensor)->torch.Tensor:
         (H, W), B = self.res, len(x)
         x = x.view(B, H, W, -1)
@@ -249,7 +252,8 @@ def _frozen(*shape)->nn.Parameter: return nn.Parameter(torch.zeros(*shape), requ
 class _STFT(nn.Module):
     def __init__(self, n_fft:int):
         super().__init__()
-        self.conv_real, self.conv_imag = nn.Conv1d(1, n_fft // 2 + 1, n_fft, bias=False), nn.Conv1d(1, n_fft // 2 + 1, n_fft, bias=False)
+        self.conv_real = nn.Conv1d(1, n_fft // 2 + 1, n_fft, bias=False)
+        self.conv_imag = nn.Conv1d(1, n_fft // 2 + 1, n_fft, bias=False)
         for p in self.parameters(): p.requires_grad_(False)
 
 class _Spectrogram(nn.Module):
@@ -265,8 +269,9 @@ class _LogMelBank(nn.Module):
 # %% ../nbs/06a_opera_family.ipynb #102e4180
 class HTSAT(nn.Module):
     "HTS-AT's Swin transformer (`HTSAT_Swin_Transformer`, token-semantic mode): 256×256 spectrogram image in."
-    def __init__(self, spec_size:int=256, patch:int=4, embed_dim:int=96, depths=(2, 2, 6, 2), heads=(4, 8, 16, 32),
-                 window:int=8, n_mels:int=64, n_fft:int=1024, classes:int=527, drop_path_rate:float=0.1):
+    def __init__(self, spec_size:int=256, patch:int=4, embed_dim:int=96, depths=(2, 2, 6, 2),
+                 heads=(4, 8, 16, 32), window:int=8, n_mels:int=64, n_fft:int=1024, classes:int=527,
+                 drop_path_rate:float=0.1):
         super().__init__()
         self.spec_size, self.n_mels, self.freq_ratio = spec_size, n_mels, spec_size // n_mels
         self.spectrogram_extractor, self.logmel_extractor = _Spectrogram(n_fft), _LogMelBank(n_fft, n_mels)
@@ -276,9 +281,9 @@ class HTSAT(nn.Module):
         self.patch_embed.norm = nn.LayerNorm(embed_dim)
         g, n = spec_size // patch, len(depths)
         dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
-        self.layers = nn.ModuleList([SwinStage(embed_dim * 2 ** i, (g // 2 ** i, g // 2 ** i), depths[i], heads[i],
-                                               window, dpr[sum(depths[:i]):sum(depths[:i + 1])], i < n - 1)
-                                     for i in range(n)])
+        self.layers = nn.ModuleList([
+            SwinStage(embed_dim * 2 ** i, (g // 2 ** i, g // 2 ** i), depths[i], heads[i], window,
+                      dpr[sum(depths[:i]):sum(depths[:i + 1])], i < n - 1) for i in range(n)])
         self.dim = embed_dim * 2 ** (n - 1)
         self.norm = nn.LayerNorm(self.dim)
         sf = spec_size // 2 ** (n - 1) // patch // self.freq_ratio
@@ -288,7 +293,7 @@ class HTSAT(nn.Module):
 # %% ../nbs/06a_opera_family.ipynb #d331e0d8
 @patch
 def to_image(self:HTSAT, mel:torch.Tensor)->torch.Tensor:
-    "`(B, T, n_mels)` → `(B, 1, S, S)`: `bn0`, bicubic stretch to S·r frames, fold into r rows (`reshape_wav2img`)."
+    "`(B, T, n_mels)` → `(B, 1, S, S)`: `bn0`, bicubic stretch to S·r frames, fold into r rows."
     x = self.bn0(mel.transpose(1, 2)[..., None])[..., 0].transpose(1, 2)[:, None]  # BatchNorm over mel bins
     S, r = self.spec_size, self.freq_ratio
     if x.shape[2] < S * r: x = F.interpolate(x, (S * r, x.shape[3]), mode='bicubic', align_corners=True)
@@ -313,7 +318,8 @@ class OperaCT(AudioEncoder):
         self.encoder.encoder = nn.Module()
         self.encoder.encoder.htsat = h = HTSAT(**htsat)
         self.dim, self.max_frames = h.dim, h.spec_size * h.freq_ratio
-        self.cfg = dict(ssl=ssl, cola_dim=cola_dim, **{k: list(v) if isinstance(v, tuple) else v for k, v in htsat.items()})
+        plain = {k: list(v) if isinstance(v, tuple) else v for k, v in htsat.items()}
+        self.cfg = dict(ssl=ssl, cola_dim=cola_dim, **plain)
         self._init_ssl(ssl, cola_dim)
     def embed(self, mel)->torch.Tensor: return self.encoder.encoder.htsat(self.check_input(mel))
 
