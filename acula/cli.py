@@ -8,23 +8,30 @@ import time
 from dataclasses import replace
 from pathlib import Path
 import pandas as pd
-from fastcore.script import call_parse
+from fastcore.script import call_parse, Param
 from .core import *
 
 # %% auto #0
-__all__ = ['quickstart_configs', 'quickstart', 'quickstart_summary', 'acula_quickstart', 'acula_help']
+__all__ = ['quickstart_configs', 'quickstart_probe', 'quickstart', 'quickstart_summary', 'acula_quickstart', 'acula_help',
+           'dataset_specs', 'build_data', 'data_summary', 'acula_data']
 
 # %% ../nbs/14_cli.ipynb #a8bfcb04
-def quickstart_configs(n:int=96, pretrain_steps:int=40, align_steps:int=40, batch_size:int=8,
-                       seed:int=0)->dict:
-    "The quickstart's checked 'pretrain' and 'align' TrainConfigs, or ConfigError."
+def quickstart_configs(n:int=96, pretrain_steps:int=40, align_steps:int=40, batch_size:int=8, seed:int=0,
+                       encoder_checkpoint:str|None=None, teacher:str|None=None, device:str='cpu',
+                       n_samples:int=32768)->dict:
+    "The quickstart's checked 'pretrain' (None with a checkpoint), 'align' and 'baseline' TrainConfigs."
     from acula.train import TrainConfig
     from acula.align import MIN_ROWS
-    cfg = TrainConfig.tiny(batch_size=batch_size, grad_accum=1, n_samples=131000, seed=seed,
+    cfg = TrainConfig.tiny(batch_size=batch_size, grad_accum=1, n_samples=n_samples, seed=seed, device=device,
                            warmup_steps=max(1, pretrain_steps//10), save_every=max(1, pretrain_steps//2),
                            log_every=max(1, pretrain_steps//10))
-    out = {'pretrain': replace(cfg, max_steps=pretrain_steps).validate(),
-           'align': replace(cfg, encoder='pretrained', max_steps=align_steps).validate()}
+    get_device(device)
+    enc = str(encoder_checkpoint) if encoder_checkpoint else 'pretrained'
+    if encoder_checkpoint and not Path(encoder_checkpoint).exists():
+        raise ConfigError(f"encoder checkpoint not found: {encoder_checkpoint}")
+    al = replace(cfg, encoder=enc, max_steps=align_steps, warmup_steps=max(1, align_steps//10))
+    out = {'pretrain': None if encoder_checkpoint else replace(cfg, max_steps=pretrain_steps).validate(),
+           'align': al.validate(), 'baseline': replace(al, mode='baseline').validate()}
     need = MIN_ROWS[cfg.estimator]
     if batch_size < need:
         raise ConfigError(f"batch_size must be at least {need} for {cfg.estimator} CKA, got {batch_size}")
@@ -32,29 +39,86 @@ def quickstart_configs(n:int=96, pretrain_steps:int=40, align_steps:int=40, batc
         raise ConfigError(f"the corpus (n={n} clips) must hold at least one batch of {batch_size}")
     return out
 
+# %% ../nbs/14_cli.ipynb #fc59216c
+def quickstart_probe(run, encoders=('pretrained', 'baseline', 'aligned'), seeds=range(5), device='cpu',
+                     show_progress:bool=True)->dict:
+    "Probe the embedded tasks for `encoders`; results, skipped, and aligned-vs-baseline comparisons."
+    from acula.tasks import TASKS
+    from acula.probe import probe_run, compare
+    tasks = [t for t, v in TASKS.items() if v.synth_features]
+    res, skipped = probe_run(run, encoders=encoders, tasks=tasks, seeds=list(seeds), device=device,
+                             show_progress=show_progress)
+    by = {(r.task, r.encoder): r for r in res}
+    cmp = {t: compare(by[t, 'aligned'], by[t, 'baseline']) for t in tasks
+           if (t, 'aligned') in by and (t, 'baseline') in by}
+    return dict(results=res, skipped=skipped, compare=cmp)
+
+# %% ../nbs/14_cli.ipynb #4a7275f0
+def _classification()->list[str]:
+    "The embedded (synthetic) classification tasks."
+    from acula.tasks import TASKS
+    return [t for t, v in TASKS.items() if v.synth_features and v.kind != 'regression']
+
+def _gap(run)->dict:
+    "The gap views of `acula.viz`, or a 'not yet' note when that module is not available."
+    try: from acula.viz import gap_views
+    except ImportError: return dict(note='gap views (acula.viz): not yet available')
+    g = gap_views(run)
+    return dict(metrics=g['metrics'], note='eval/umap_gap.html, eval/gap_metrics.csv')
+
+def _guard(f)->dict:
+    "`f()`, or {'skipped': reason} when the run cannot support that stage (an AculaError)."
+    try: return f()
+    except AculaError as e: return dict(skipped=str(e))
+
 # %% ../nbs/14_cli.ipynb #0f705a44
 def quickstart(run_dir, # the run folder to create or continue
                n:int=96, # clips in the synthetic corpus
                pretrain_steps:int=40, # optimiser steps of MAE pre-training
-               align_steps:int=40, # optimiser steps of alignment
+               align_steps:int=40, # optimiser steps of alignment and of the audio-only baseline
                batch_size:int=8, # clips per step
                seed:int=0, # seeds the corpus, the report phrasing and training
+               encoder_checkpoint:str|None=None, # start from this encoder (folder or .ckpt): no pre-training
+               teacher:str|None=None, # teacher language model (hub id or folder); None = the bundled MiniLM
+               device:str='cpu', # torch device of training and evaluation
+               n_samples:int=32768, # training crop in samples (32 768 = 65 frames, about 2 s; at most 131 000)
                show_progress:bool=True, # progress bars
               )->dict:
     "Run the whole kit on the synthetic corpus into `run_dir`; a summary per stage."
     from acula.synth import make_corpus
-    from acula.reports import write_reports
+    from acula.reports import write_reports, load_reports
+    from acula.audit import audit
     from acula.teachers import LanguageTeacher, cache_reports
-    from acula.train import fit, pretrain
-    cfgs, t0 = quickstart_configs(n, pretrain_steps, align_steps, batch_size, seed), time.time()
-    run, out = RunDir(run_dir), {}
+    from acula.train import fit, pretrain, baseline
+    from acula.retrieval import zero_shot_run, retrieval_run
+    cfgs, t0 = quickstart_configs(n, pretrain_steps, align_steps, batch_size, seed, encoder_checkpoint,
+                                  teacher, device, n_samples), time.time()
+    run, out, log = RunDir(run_dir), {}, get_logger('acula.quickstart')
+    step = lambda s: log.info(f"quickstart: {s} ({time.time() - t0:.0f} s)")
+    step('corpus')
     df = make_corpus(run, n, seed=seed)
     out['corpus'] = dict(clips=len(df), by_modality=df.modality.value_counts().to_dict())
+    step('reports')
     out['reports'] = write_reports(run, 'template', recordings=df, seed=seed, show_progress=show_progress)
-    cache = cache_reports(run, LanguageTeacher(), show_progress=show_progress)
+    a = audit(df, load_reports(run), show=False)
+    out['audit'] = dict(reports=len(a), consistent=int(a.consistent.sum()), leaked=int(a.leaked.map(bool).sum()))
+    step('teacher cache')
+    cache = cache_reports(run, LanguageTeacher(teacher), show_progress=show_progress)
     out['teacher'] = dict(id=cache.teacher_id, rows=len(cache), dim=cache.dim)
-    out['pretrain'] = pretrain(cfgs['pretrain'], run, resume=True, show_progress=show_progress)
+    if cfgs['pretrain'] is not None:
+        step('MAE pre-training')
+        out['pretrain'] = pretrain(cfgs['pretrain'], run, resume=True, show_progress=show_progress)
+    step('alignment')
     out['align'] = fit(cfgs['align'], run, resume=True, show_progress=show_progress)
+    step('audio-only baseline')
+    out['baseline'] = baseline(cfgs['baseline'], run, resume=True, show_progress=show_progress)
+    step('probes')
+    encs = ('pretrained',)*(cfgs['pretrain'] is not None) + ('baseline', 'aligned')
+    out['probe'] = quickstart_probe(run, encs, device=device, show_progress=show_progress)
+    step('zero-shot, retrieval, gap')
+    out['zero_shot'] = _guard(lambda: dict(zip(('results', 'skipped'), zero_shot_run(run, tasks=_classification(), device=device))))
+    out['retrieval'] = _guard(lambda: retrieval_run(run, device=device))
+    out['gap'] = _gap(run)
     out['seconds'] = round(time.time() - t0, 1)
     return out
 
@@ -65,44 +129,82 @@ def _last_metrics(path:Path)->dict:
     df = pd.read_csv(path)
     return {} if df.empty else df.iloc[-1].to_dict()
 
+# %% ../nbs/14_cli.ipynb #5c68fdb3
+def _metric_text(m:dict)->str:
+    "A metrics dict as 'key value' pairs (numbers to 3 decimals)."
+    return ', '.join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items()
+                     if not isinstance(v, (list, dict, tuple)))
+
+def _eval_lines(r:dict)->list[str]:
+    "The summary's probe table, zero-shot, retrieval, gap and explorer lines (where those stages ran)."
+    if 'probe' not in r: return []
+    from acula.probe import results_table
+    tab = results_table(r['probe']['results'])
+    out = ['', 'linear probes (test; mean ± std over 5 seeds [95% bootstrap interval]):',
+           tab.to_string() if len(tab) else '  none scored (the corpus is too small for every task)']
+    out += ['', 'AcuLa − audio-only baseline (paired bootstrap):']
+    out += [f"  {t:18} {c['diff']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}] p={c['p_value']:.3f} ({c['metric']})"
+            for t, c in r['probe']['compare'].items()]
+    why = {s.task: s.reason for s in r['probe']['skipped']}
+    out += [f"  skipped {t}: {w}" for t, w in why.items()]
+    zs, ret = r.get('zero_shot', {}), r.get('retrieval', {})
+    out += ['', 'zero-shot (aligned): ' + (zs['skipped'] if isinstance(zs.get('skipped'), str) else
+                                          ', '.join(f"{z.task} {z.summary()}" for z in zs['results']) or
+                                          f"none scored ({len(zs['skipped'])} tasks skipped)")]
+    for field, m in ({'all': ret['skipped']} if 'skipped' in ret else ret).items():
+        out.append(f"retrieval ({field}): " + (m if isinstance(m, str) else _metric_text(m)))
+    out += [f"gap: {r['gap']['note']}" if 'gap' in r else 'gap: not yet',
+            'explore: nbs/tutorials/explore.ipynb  (open with: jupyter lab nbs/tutorials/explore.ipynb)']
+    return out
+
 # %% ../nbs/14_cli.ipynb #e870f63c
 def quickstart_summary(r:dict, # what `quickstart` returned
                        run_dir, # its run folder
                       )->str:
-    "The quickstart's result as readable lines, one per stage."
+    "The quickstart's result as readable lines, one per stage, then the probe table."
     run, rp, te = RunDir(run_dir), r['reports'], r['teacher']
     lines = [f"quickstart finished in {r['seconds']} s -> {run.path}",
              f"  corpus     {r['corpus']['clips']} synthetic clips {r['corpus']['by_modality']} "
              "(recordings.parquet, audio/)",
              f"  reports    {rp.get('written', 0)} written, {rp.get('skipped', 0)} already done, "
-             f"{rp.get('failed', 0)} failed (reports.jsonl)",
-             f"  teacher    {te['rows']} cached embeddings, dim {te['dim']} "
-             f"({te['id'].split('|')[0]}; text_emb/)"]
+             f"{rp.get('failed', 0)} failed (reports.jsonl)"]
+    if 'audit' in r:
+        au = r['audit']
+        lines.append(f"  audit      {au['consistent']}/{au['reports']} reports consistent with the metadata, "
+                     f"{au['leaked']} masked reports leak a label")
+    lines.append(f"  teacher    {te['rows']} cached embeddings, dim {te['dim']} ({te['id'].split('|')[0]}; text_emb/)")
     for stage, path, keys, out in (('pretrain', run.path/'metrics_pretrain.csv', ('ssl_loss',), 'pretrained'),
-                                   ('align', run.metrics, ('loss', 'align_loss', 'ssl_loss'), 'aligned')):
+                                   ('align', run.metrics, ('loss', 'align_loss', 'ssl_loss'), 'aligned'),
+                                   ('baseline', run.path/'metrics_baseline.csv', ('ssl_loss',), 'baseline')):
         last = _last_metrics(path)
+        if not last: continue
         losses = ', '.join(f"{k} {last[k]:.4f}" for k in keys if k in last and pd.notna(last[k]))
         lines.append(f"  {stage:10} step {int(last.get('step', 0))}: {losses}  -> models/{out}/")
     lines.append("  note: the encoder was pre-trained by the kit's own MAE pre-training on this corpus, "
                  "not the official OPERA-GT checkpoint")
-    later = ('linear probes (acula.probe): not yet part of the quickstart',
-             'audio-text retrieval and zero-shot (acula.retrieval): not yet part of the quickstart',
-             'UMAP views and explorers: not yet available')
-    return '\n'.join(lines + [f"  {s}" for s in later])
+    lines += _eval_lines(r)
+    return '\n'.join(lines)
 
 # %% ../nbs/14_cli.ipynb #477e755d
 @cli_main
 @call_parse
 def acula_quickstart(run_dir:str, # the run folder to create or continue (e.g. runs/quickstart)
-                     n:int=96, # clips in the synthetic corpus
+                     clips:int=None, # clips in the synthetic corpus (default 96; `--n` is the older name)
+                     steps:int=None, # steps of alignment and of the baseline (default 40; or `--align_steps`)
                      pretrain_steps:int=40, # optimiser steps of MAE pre-training
-                     align_steps:int=40, # optimiser steps of alignment
+                     encoder_checkpoint:str=None, # start from this encoder (folder or .ckpt): no pre-training
+                     teacher:str=None, # teacher language model (hub id or folder); default: the bundled MiniLM
+                     device:str='cpu', # torch device ('cpu', 'cuda', 'mps')
+                     n_samples:int=32768, # training crop in samples (65 frames, about 2 s)
                      batch_size:int=8, # clips per step (at least 3: CKA needs them)
                      seed:int=0, # seed of the corpus, reports and training
+                     n:int=96, # older name of --clips
+                     align_steps:int=40, # older name of --steps
                     )->str:
     "Run the whole kit on the synthetic corpus into `run_dir` (every stage resumes)."
-    r = quickstart(run_dir, n=n, pretrain_steps=pretrain_steps, align_steps=align_steps,
-                   batch_size=batch_size, seed=seed)
+    r = quickstart(run_dir, n=clips or n, pretrain_steps=pretrain_steps, align_steps=steps or align_steps,
+                   batch_size=batch_size, seed=seed, encoder_checkpoint=encoder_checkpoint, teacher=teacher,
+                   device=device, n_samples=n_samples)
     return '\n' + quickstart_summary(r, run_dir)
 
 # %% ../nbs/14_cli.ipynb #0329c960
@@ -118,3 +220,61 @@ def acula_help()->str:
         except Exception as ex: doc = f"(cannot load: {type(ex).__name__}: {ex})"
         lines.append(f"{e.name:20} {doc}")
     return '\n'.join(lines)
+
+# %% ../nbs/14_cli.ipynb #c07cb483
+def dataset_specs(specs)->dict:
+    "Parse and check `name=path` dataset arguments: {name: Path}, or ConfigError."
+    from acula.datasets import DATASETS
+    import acula.loaders  # registers the loaders
+    out = {}
+    for s in ([specs] if isinstance(specs, str) else list(specs or [])):
+        name, sep, root = str(s).partition('=')
+        if not sep or not name or not root: raise ConfigError(f"--dataset wants name=path, got {s!r}")
+        if name not in DATASETS:
+            raise ConfigError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}")
+        if not Path(root).is_dir(): raise ConfigError(f"dataset folder not found for {name}: {root}")
+        out[name] = Path(root)
+    if not out: raise ConfigError("no dataset given: use --dataset name=/path (several allowed)")
+    return out
+
+# %% ../nbs/14_cli.ipynb #4acea321
+def build_data(run_dir, datasets:dict, force:bool=False, **kw)->dict:
+    "Recordings of real `datasets` ({name: root}) into `run_dir`, with their load reports saved."
+    import json
+    from acula.loaders import load_dataset
+    from acula.datasets import save_recordings
+    want = {k: str(Path(v).resolve()) for k, v in datasets.items()}
+    run = RunDir(run_dir)
+    rep_path = run.path/'data_report.json'
+    if not force and rep_path.exists() and (run.path/'recordings.parquet').exists():
+        old = json.loads(rep_path.read_text())
+        if old.get('sources') == want: return {**old, 'reused': True}
+    frames, reps = [], {}
+    for name, root in want.items():
+        df = load_dataset(name, root, **kw)
+        frames.append(df)
+        reps[name] = df.attrs.get('load_report', {})
+    save_recordings(pd.concat(frames, ignore_index=True), run)
+    out = dict(sources=want, recordings=int(sum(map(len, frames))), reports=reps)
+    atomic_write(rep_path, json.dumps(out, indent=1, default=str))
+    return {**out, 'reused': False}
+
+# %% ../nbs/14_cli.ipynb #f0a72856
+def data_summary(d:dict)->str:
+    "`build_data`'s result as readable lines."
+    lines = [f"{d['recordings']} recordings" + (' (already built: reused)' if d['reused'] else '')]
+    for name, r in d['reports'].items():
+        skip = ', '.join(f"{k}: {v}" for k, v in (r.get('skipped') or {}).items()) or 'nothing'
+        lines.append(f"  {name:12} kept {r.get('kept', '?')}, skipped {skip}")
+    return '\n'.join(lines + ['  load reports saved in data_report.json; next: acula_reports RUN'])
+
+# %% ../nbs/14_cli.ipynb #cb4c9f4a
+@cli_main
+@call_parse
+def acula_data(run:str, # the run folder to create or continue
+               dataset:Param("name=path of a real dataset (repeat for several)", str, action='append')=None,
+               missing_audio:str='skip', # recordings whose audio is absent: 'skip', 'keep' or 'error'
+               force:bool=False, # reload even though the run already holds these datasets
+              )->str:
+    "Build a run folder's recordings table from real datasets on disk (resumable)."
+    return data_summary(build_data(run, dataset_specs(dataset), force=force, missing_audio=missing_audio))
