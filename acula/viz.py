@@ -4,11 +4,14 @@
 
 # %% ../nbs/12_viz.ipynb #0c9e04a2
 from __future__ import annotations
+from pathlib import Path
 import numpy as np
-from .core import ConfigError
+import plotly.graph_objects as go
+from .core import ConfigError, RunDir, atomic_write
+from .audio import SR, LogMel
 
 # %% auto #0
-__all__ = ['gap_metrics']
+__all__ = ['gap_metrics', 'spectrogram_figure', 'save_html']
 
 # %% ../nbs/12_viz.ipynb #e047acc2
 def gap_metrics(audio_emb, text_emb, seed=0) -> dict:
@@ -35,3 +38,19 @@ def gap_metrics(audio_emb, text_emb, seed=0) -> dict:
                 separability=float(acc), cone_audio=float((a @ a.T)[off].mean()),
                 cone_text=float((t @ t.T)[off].mean()), pair_cos=float((a * t).sum(1).mean()),
                 random_cos=float((a * t[perm]).sum(1).mean()))
+
+# %% ../nbs/12_viz.ipynb #0c3b6849
+def spectrogram_figure(mel, title='', sr=SR, hop=LogMel().hop) -> go.Figure:
+    "Heatmap of a (T, 64) log-mel with time in seconds and mel bins."
+    mel = np.asarray(mel, dtype=np.float32)
+    if mel.ndim != 2 or mel.shape[1] != 64: raise ConfigError(f"expected a (T, 64) log-mel, got {mel.shape}")
+    x = np.arange(len(mel)) * hop / sr
+    fig = go.Figure(go.Heatmap(z=mel.T, x=x, y=np.arange(64), colorscale='Viridis', colorbar=dict(title='dB')))
+    return fig.update_layout(title=title, xaxis_title='time (s)', yaxis_title='mel bin')
+
+# %% ../nbs/12_viz.ipynb #60075313
+def save_html(fig, run, name) -> Path:
+    "Write `fig` as standalone HTML to `run/eval/<name>.html`."
+    path = RunDir(run).eval/f"{name}.html"
+    atomic_write(path, fig.to_html(include_plotlyjs=True, full_html=True))
+    return path
