@@ -39,16 +39,17 @@ def gap_metrics(audio_emb, text_emb, seed=0) -> dict:
                 cone_text=float((t @ t.T)[off].mean()), pair_cos=float((a * t).sum(1).mean()),
                 random_cos=float((a * t[perm]).sum(1).mean()))
 
-# %% ../nbs/12_viz.ipynb #0c3b6849
+# %% ../nbs/12_viz.ipynb #9c156213
 def spectrogram_figure(mel, title='', sr=SR, hop=LogMel().hop) -> go.Figure:
     "Heatmap of a (T, 64) log-mel with time in seconds and mel bins."
     mel = np.asarray(mel, dtype=np.float32)
     if mel.ndim != 2 or mel.shape[1] != 64: raise ConfigError(f"expected a (T, 64) log-mel, got {mel.shape}")
     x = np.arange(len(mel)) * hop / sr
-    fig = go.Figure(go.Heatmap(z=mel.T, x=x, y=np.arange(64), colorscale='Viridis', colorbar=dict(title='dB')))
+    heat = go.Heatmap(z=mel.T, x=x, y=np.arange(64), colorscale='Viridis', colorbar=dict(title='dB'))
+    fig = go.Figure(heat)
     return fig.update_layout(title=title, xaxis_title='time (s)', yaxis_title='mel bin')
 
-# %% ../nbs/12_viz.ipynb #60075313
+# %% ../nbs/12_viz.ipynb #be2191ee
 def save_html(fig, run, name) -> Path:
     "Write `fig` as standalone HTML to `run/eval/<name>.html`."
     path = RunDir(run).eval/f"{name}.html"
