@@ -21,10 +21,10 @@ __all__ = ['CONFIG_NAME', 'WEIGHTS_NAME', 'OPERA_PRESETS', 'ENCODER_KEYS', 'OPER
            'sincos_1d', 'opera_pos_embed', 'PatchEmbed', 'Mlp', 'Attention', 'Block', 'window_partition',
            'window_reverse', 'relative_coords_log', 'shift_attn_mask', 'WindowAttention', 'SwinCRBlock',
            'random_masking', 'patchify', 'unpatchify', 'masked_mse', 'OperaGTConfig', 'OperaGT', 'is_encoder_key',
-           'count_params', 'read_checkpoint', 'lightning_checkpoint', 'load_opera_checkpoint', 'resample', 'hf_load',
-           'HFAudioEncoder', 'masked_time_mean', 'ClapEncoder', 'OpenSmileEncoder', 'peak_memory_during',
-           'train_state_mb', 'bench_train_step', 'resolve_path', 'EncoderEntry', 'local_hub', 'random_init',
-           'load_opera_gt', 'load_hf', 'tiny_hf', 'tiny_audiomae', 'checkpoint_kind', 'load_encoder']
+           'count_params', 'read_checkpoint', 'lightning_checkpoint', 'lightning_state_dict', 'load_opera_checkpoint',
+           'resample', 'hf_load', 'HFAudioEncoder', 'masked_time_mean', 'ClapEncoder', 'OpenSmileEncoder',
+           'peak_memory_during', 'train_state_mb', 'bench_train_step', 'resolve_path', 'EncoderEntry', 'local_hub',
+           'random_init', 'load_opera_gt', 'load_hf', 'tiny_hf', 'tiny_audiomae', 'checkpoint_kind', 'load_encoder']
 
 # %% ../nbs/06_encoders.ipynb #327412d0
 def check_mel(mel, n_mels:int, max_frames:int|None=None, min_frames:int=1, who:str='encoder')->torch.Tensor:
@@ -737,9 +737,9 @@ def lightning_checkpoint(model:nn.Module, optimizer:torch.optim.Optimizer|None=N
     if hyper_parameters is not None: ck.update(hparams_name='kwargs', hyper_parameters=hyper_parameters)
     return ck
 
-# %% ../nbs/06_encoders.ipynb #eb8b5eb1
-def load_opera_checkpoint(path, model:OperaGT|None=None, trust:bool=False)->OperaGT:
-    "Load an OPERA-GT Lightning checkpoint strictly into `model` (default the paper's)."
+# %% ../nbs/06_encoders.ipynb #cb61c83f
+def lightning_state_dict(path, trust:bool=False)->dict:
+    "The `state_dict` of a Lightning checkpoint, read safely; `CheckpointError` if absent or not tensors."
     ck = read_checkpoint(path, trust)
     sd = ck.get('state_dict') if isinstance(ck, dict) else None
     if not isinstance(sd, dict):
@@ -747,6 +747,12 @@ def load_opera_checkpoint(path, model:OperaGT|None=None, trust:bool=False)->Oper
         raise CheckpointError(f"no 'state_dict' entry (top-level keys: {top})", path)
     bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
     if bad: raise CheckpointError(f"state_dict entries that are not tensors: {_listing(bad)}", path)
+    return sd
+
+# %% ../nbs/06_encoders.ipynb #eb8b5eb1
+def load_opera_checkpoint(path, model:OperaGT|None=None, trust:bool=False)->OperaGT:
+    "Load an OPERA-GT Lightning checkpoint strictly into `model` (default the paper's)."
+    sd = lightning_state_dict(path, trust)
     model = OperaGT() if model is None else model
     return load_state_strict(model, {k: v.float() for k, v in sd.items()}, path).eval()
 

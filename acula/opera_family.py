@@ -11,8 +11,8 @@ from torch import nn
 import torch.nn.functional as F
 from fastcore.basics import patch
 from .core import CheckpointError, ConfigError
-from .encoders import (AudioEncoder, OPERA_HUB, Mlp, read_checkpoint, load_state_strict, local_hub,
-                            random_init, window_partition, window_reverse, shift_attn_mask, _listing)
+from .encoders import (AudioEncoder, OPERA_HUB, Mlp, lightning_state_dict, load_state_strict,
+                            local_hub, random_init, window_partition, window_reverse, shift_attn_mask)
 
 # %% auto #0
 __all__ = ['COLA_HEAD_KEYS', 'MBStage', 'EFFICIENTNET_B0', 'from_official', 'to_official', 'load_cola_checkpoint', 'SameConv2d',
@@ -41,13 +41,7 @@ def to_official(sd:dict)->dict:
 # %% ../nbs/06a_opera_family.ipynb #b0438ff6
 def load_cola_checkpoint(path, model:AudioEncoder, trust:bool=False)->AudioEncoder:
     "Load an official `Cola` Lightning checkpoint strictly into `model`, in eval mode."
-    ck = read_checkpoint(path, trust)
-    sd = ck.get('state_dict') if isinstance(ck, dict) else None
-    if not isinstance(sd, dict):
-        top = _listing(ck.keys()) if isinstance(ck, dict) else type(ck).__name__
-        raise CheckpointError(f"no 'state_dict' entry (top-level keys: {top})", path)
-    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
-    if bad: raise CheckpointError(f"state_dict entries that are not tensors: {_listing(bad)}", path)
+    sd = lightning_state_dict(path, trust)
     sd = {k: v.float() if v.is_floating_point() else v for k, v in from_official(sd).items()}
     return load_state_strict(model, sd, path).eval()
 
