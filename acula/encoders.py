@@ -737,7 +737,7 @@ def lightning_checkpoint(model:nn.Module, optimizer:torch.optim.Optimizer|None=N
     if hyper_parameters is not None: ck.update(hparams_name='kwargs', hyper_parameters=hyper_parameters)
     return ck
 
-# %% ../nbs/06_encoders.ipynb #cb61c83f
+# %% ../nbs/06_encoders.ipynb #c71cda54
 def lightning_state_dict(path, trust:bool=False)->dict:
     "The `state_dict` of a Lightning checkpoint, read safely; `CheckpointError` if absent or not tensors."
     ck = read_checkpoint(path, trust)
