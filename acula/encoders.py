@@ -16,15 +16,16 @@ from fastcore.basics import patch
 from .core import AudioError, ConfigError, CheckpointError, atomic_write
 
 # %% auto #0
-__all__ = ['CONFIG_NAME', 'WEIGHTS_NAME', 'OPERA_PRESETS', 'ENCODER_KEYS', 'OPERA_HUB', 'HF_HUBS', 'ENCODERS', 'check_mel',
-           'check_wave', 'state_dict_diff', 'load_state_strict', 'AudioEncoder', 'random_crops', 'ColaHead',
-           'sincos_1d', 'opera_pos_embed', 'PatchEmbed', 'Mlp', 'Attention', 'Block', 'window_partition',
+__all__ = ['CONFIG_NAME', 'WEIGHTS_NAME', 'REGISTRY_MODULES', 'OPERA_PRESETS', 'ENCODER_KEYS', 'OPERA_HUB', 'HF_HUBS', 'ENCODERS',
+           'check_mel', 'check_wave', 'state_dict_diff', 'load_state_strict', 'AudioEncoder', 'random_crops',
+           'ColaHead', 'sincos_1d', 'opera_pos_embed', 'PatchEmbed', 'Mlp', 'Attention', 'Block', 'window_partition',
            'window_reverse', 'relative_coords_log', 'shift_attn_mask', 'WindowAttention', 'SwinCRBlock',
            'random_masking', 'patchify', 'unpatchify', 'masked_mse', 'OperaGTConfig', 'OperaGT', 'is_encoder_key',
            'count_params', 'read_checkpoint', 'lightning_checkpoint', 'lightning_state_dict', 'load_opera_checkpoint',
            'resample', 'hf_load', 'HFAudioEncoder', 'masked_time_mean', 'ClapEncoder', 'OpenSmileEncoder',
            'peak_memory_during', 'train_state_mb', 'bench_train_step', 'resolve_path', 'EncoderEntry', 'local_hub',
-           'random_init', 'load_opera_gt', 'load_hf', 'tiny_hf', 'tiny_audiomae', 'checkpoint_kind', 'load_encoder']
+           'hub_cache', 'hub_hint', 'random_init', 'load_opera_gt', 'load_hf', 'tiny_hf', 'tiny_audiomae',
+           'checkpoint_kind', 'load_encoder']
 
 # %% ../nbs/06_encoders.ipynb #327412d0
 def check_mel(mel, n_mels:int, max_frames:int|None=None, min_frames:int=1, who:str='encoder')->torch.Tensor:
@@ -196,12 +197,21 @@ def _read_json(path:Path)->dict:
 @patch(cls_method=True)
 def _from_config(cls:AudioEncoder, cfg:dict, folder:Path): return cls(**cfg)
 
+REGISTRY_MODULES = ('acula.opera_family', 'acula.wave_encoders')  # where the registry's other classes live
+
+def _import_registry_modules():
+    "Import the modules whose encoder classes register themselves (a missing one is skipped)."
+    for m in REGISTRY_MODULES:
+        try: importlib.import_module(m)
+        except ImportError: pass
+
 @patch(cls_method=True)
 def from_pretrained(cls:AudioEncoder, folder)->AudioEncoder:
     "Rebuild the encoder saved in `folder` (any registered subclass), in eval mode."
     from safetensors.torch import load_file
     folder = Path(folder)
     meta = _read_json(folder/CONFIG_NAME)
+    if meta.get('encoder') not in AudioEncoder.registry: _import_registry_modules()  # e.g. a saved VGGish
     sub = AudioEncoder.registry.get(meta.get('encoder'))
     if sub is None:
         msg = f"unknown encoder {meta.get('encoder')!r}; known: {sorted(AudioEncoder.registry)}"
@@ -1039,11 +1049,29 @@ def local_hub(repo:str, filename:str|None=None)->Path|None:
     except Exception: return None
 
 # %% ../nbs/06_encoders.ipynb #4220673a
-def random_init(name:str, what:str='the official architecture'):
+def hub_cache()->Path:
+    "The local Hugging Face hub cache folder the loaders look in."
+    from huggingface_hub import constants
+    return Path(constants.HF_HUB_CACHE)
+
+def hub_hint(repo:str, filename:str|None=None)->str:
+    "How to put hub `repo` (or one file of it) where the loaders look, or give it by path."
+    what = f"{repo} {filename}" if filename else repo
+    return (f"Download it once into the cache (`huggingface-cli download {what}`) or give its local path "
+            "(`checkpoint=`; acula_probe --encoders NAME=PATH).")
+
+def random_init(name:str, what:str='the official architecture',
+                hub:tuple|None=None, # (repo, filename or None) looked for in the local cache
+                where:str|None=None, # how to give the weights (default: `hub_hint` of `hub`)
+               ):
     "Warn that `name` is being built as a RANDOM init of `what` (no weights were found)."
-    warnings.warn(f"{name}: no checkpoint given and none in the local cache; "
-                  f"building a RANDOM init of {what}. "
-                  "Give `checkpoint=` for pre-trained weights.", stacklevel=3)
+    looked = ''
+    if hub:
+        looked = f" and {hub[0]}{' ' + hub[1] if hub[1] else ''} is not in the local cache ({hub_cache()})"
+    how = where or (hub_hint(*hub) if hub else 'Give `checkpoint=` for pre-trained weights.')
+    warnings.warn(f"{name}: no checkpoint given{looked}; building a RANDOM init of {what}. {how}",
+                  stacklevel=3)
+
 
 # %% ../nbs/06_encoders.ipynb #2965069b
 OPERA_HUB = 'evelyn0414/OPERA'  # the official OPERA checkpoints (looked for in the local cache only)
@@ -1052,9 +1080,14 @@ def load_opera_gt(checkpoint=None, # an official-layout Lightning .ckpt; None: t
                   config='paper', hub_file:str|None='encoder-operaGT.ckpt', **kw)->OperaGT:
     "OPERA-GT (`config` preset) from a Lightning .ckpt or the local cache, else a warned random init."
     ck = checkpoint if checkpoint is not None else (hub_file and local_hub(OPERA_HUB, hub_file))
-    if not ck: random_init(f'OPERA-GT ({config})')
+    if not ck:
+        none = (f"No official file has this layout; give a Lightning .ckpt of the {config} preset "
+                "(`checkpoint=`).")
+        random_init(f'OPERA-GT ({config})', hub=(OPERA_HUB, hub_file) if hub_file else None,
+                    where=None if hub_file else none)
     model = OperaGT(config, **kw)
     return load_opera_checkpoint(ck, model) if ck else model
+
 
 # %% ../nbs/06_encoders.ipynb #626638f6
 HF_HUBS = dict(clap='laion/clap-htsat-unfused', ast='MIT/ast-finetuned-audioset-10-10-0.4593',
@@ -1076,7 +1109,7 @@ def load_hf(checkpoint=None, # a local transformers folder or hub id (local cach
     src = checkpoint if checkpoint is not None else local_hub(HF_HUBS[kind])
     if src is not None: return cls.from_hf(src, **kw)
     model_cls, conf_cls, fe_cls = _hf_parts(kind)
-    random_init(kind, f"transformers' default {conf_cls.__name__} ({HF_HUBS[kind]} not cached)")
+    random_init(kind, f"transformers' default {conf_cls.__name__}", hub=(HF_HUBS[kind], None))
     fe = fe_cls(truncation='rand_trunc') if kind == 'clap' else fe_cls()  # the unfused model's setting
     return cls(model_cls(conf_cls()), fe, **kw)
 

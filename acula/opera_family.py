@@ -15,9 +15,10 @@ from .encoders import (AudioEncoder, OPERA_HUB, Mlp, lightning_state_dict, load_
                             local_hub, random_init, window_partition, window_reverse, shift_attn_mask)
 
 # %% auto #0
-__all__ = ['COLA_HEAD_KEYS', 'MBStage', 'EFFICIENTNET_B0', 'from_official', 'to_official', 'load_cola_checkpoint', 'SameConv2d',
-           'drop_connect', 'MBConv', 'EfficientNet', 'CEEncoder', 'OperaCE', 'official_state_dict', 'load_opera_ce',
-           'SwinAttention', 'SwinBlock', 'PatchMerging', 'SwinStage', 'HTSAT', 'OperaCT', 'load_opera_ct']
+__all__ = ['COLA_HEAD_KEYS', 'MBStage', 'EFFICIENTNET_B0', 'HTSAT_FRONT_END', 'from_official', 'to_official',
+           'load_cola_checkpoint', 'SameConv2d', 'drop_connect', 'MBConv', 'EfficientNet', 'CEEncoder', 'OperaCE',
+           'official_state_dict', 'load_opera_ce', 'SwinAttention', 'SwinBlock', 'PatchMerging', 'SwinStage',
+           'stft_kernels', 'mel_bank', 'HTSAT', 'OperaCT', 'load_opera_ct']
 
 # %% ../nbs/06a_opera_family.ipynb #6f4d25af
 COLA_HEAD_KEYS = {'g.': 'cola.g.0.', 'layer_norm.': 'cola.g.1.', 'linear.': 'cola.w.'}  # official -> kit
@@ -160,7 +161,7 @@ def load_opera_ce(checkpoint=None, # `encoder-operaCE.ckpt`; None: the local cac
                   **kw)->OperaCE:
     "OPERA-CE from its official checkpoint, or (warned) a random init of its architecture."
     ck = checkpoint if checkpoint is not None else local_hub(OPERA_HUB, 'encoder-operaCE.ckpt')
-    if ck is None: random_init('OPERA-CE')
+    if ck is None: random_init('OPERA-CE', hub=(OPERA_HUB, 'encoder-operaCE.ckpt'))
     model = OperaCE(**kw)
     return load_cola_checkpoint(ck, model) if ck is not None else model
 
@@ -241,14 +242,33 @@ class SwinStage(nn.Module):
         return x if self.downsample is None else self.downsample(x)
 
 # %% ../nbs/06a_opera_family.ipynb #d1b1a26f
-def _frozen(*shape)->nn.Parameter: return nn.Parameter(torch.zeros(*shape), requires_grad=False)
+# OPERA's src/model/htsat/config.py: sample_rate, window_size (= n_fft), hop_size, mel_bins, fmin, fmax
+HTSAT_FRONT_END = dict(sr=32000, n_fft=1024, hop=320, n_mels=64, fmin=50., fmax=14000.)
+
+def _frozen(t:torch.Tensor)->nn.Parameter: return nn.Parameter(t, requires_grad=False)
+
+def stft_kernels(n_fft:int)->tuple:
+    "torchlibrosa's STFT weights `(n_fft//2+1, 1, n_fft)`: DFT rows (real, imaginary) times a periodic Hann."
+    n, k = torch.arange(n_fft, dtype=torch.float64), torch.arange(n_fft // 2 + 1, dtype=torch.float64)
+    ang, win = -2 * math.pi * k[:, None] * n[None] / n_fft, torch.hann_window(n_fft, periodic=True).double()
+    return (ang.cos() * win).float()[:, None], (ang.sin() * win).float()[:, None]
+
+def mel_bank(n_fft:int, n_mels:int, sr:int=HTSAT_FRONT_END['sr'], fmin:float=HTSAT_FRONT_END['fmin'],
+             fmax:float=HTSAT_FRONT_END['fmax'])->torch.Tensor:
+    "torchlibrosa's `melW` `(n_fft//2+1, n_mels)`: librosa's Slaney mel filters, transposed."
+    import librosa, warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # tiny test sizes leave some filters empty
+        fb = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    return torch.from_numpy(fb.T.copy())
 
 class _STFT(nn.Module):
     def __init__(self, n_fft:int):
         super().__init__()
-        self.conv_real = nn.Conv1d(1, n_fft // 2 + 1, n_fft, bias=False)
-        self.conv_imag = nn.Conv1d(1, n_fft // 2 + 1, n_fft, bias=False)
-        for p in self.parameters(): p.requires_grad_(False)
+        self.conv_real = nn.Conv1d(1, n_fft // 2 + 1, n_fft, stride=HTSAT_FRONT_END['hop'], bias=False)
+        self.conv_imag = nn.Conv1d(1, n_fft // 2 + 1, n_fft, stride=HTSAT_FRONT_END['hop'], bias=False)
+        re, im = stft_kernels(n_fft)
+        self.conv_real.weight, self.conv_imag.weight = _frozen(re), _frozen(im)
 
 class _Spectrogram(nn.Module):
     def __init__(self, n_fft:int):
@@ -258,7 +278,8 @@ class _Spectrogram(nn.Module):
 class _LogMelBank(nn.Module):
     def __init__(self, n_fft:int, n_mels:int):
         super().__init__()
-        self.melW = _frozen(n_fft // 2 + 1, n_mels)
+        self.melW = _frozen(mel_bank(n_fft, n_mels))
+
 
 # %% ../nbs/06a_opera_family.ipynb #102e4180
 class HTSAT(nn.Module):
@@ -329,6 +350,6 @@ def load_opera_ct(checkpoint=None, # `encoder-operaCT.ckpt`; None: the local cac
                   **kw)->OperaCT:
     "OPERA-CT from its official checkpoint, or (warned) a random init of its architecture."
     ck = checkpoint if checkpoint is not None else local_hub(OPERA_HUB, 'encoder-operaCT.ckpt')
-    if ck is None: random_init('OPERA-CT')
+    if ck is None: random_init('OPERA-CT', hub=(OPERA_HUB, 'encoder-operaCT.ckpt'))
     model = OperaCT(**kw)
     return load_cola_checkpoint(ck, model) if ck is not None else model

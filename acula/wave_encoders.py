@@ -12,13 +12,14 @@ from torch import nn
 import torch.nn.functional as F
 from fastcore.basics import patch
 from .core import ConfigError, CheckpointError
-from .encoders import AudioEncoder, load_state_strict, read_checkpoint
+from .encoders import AudioEncoder, load_state_strict, read_checkpoint, local_hub, random_init
 
 # %% auto #0
 __all__ = ['VGGISH_SR', 'VGGISH_WIN', 'VGGISH_HOP', 'VGGISH_NFFT', 'VGGISH_MELS', 'VGGISH_FMIN', 'VGGISH_FMAX',
-           'VGGISH_LOG_OFFSET', 'VGGISH_PATCH', 'VGGISH_CHANNELS', 'VGGISH_POOL_AFTER', 'QWEN_AUDIO_PREFIXES',
-           'QWEN_INDEX', 'QWEN_OMNI_HUB', 'htk_mel', 'vggish_mel_matrix', 'vggish_logmel', 'vggish_examples',
-           'vggish_features', 'VGGish', 'load_vggish', 'QwenOmniAudio', 'qwen_audio_shards', 'load_qwen_omni']
+           'VGGISH_LOG_OFFSET', 'VGGISH_PATCH', 'VGGISH_CHANNELS', 'VGGISH_POOL_AFTER', 'VGGISH_FILE', 'VGGISH_URL',
+           'QWEN_AUDIO_PREFIXES', 'QWEN_INDEX', 'QWEN_OMNI_HUB', 'htk_mel', 'vggish_mel_matrix', 'vggish_logmel',
+           'vggish_examples', 'vggish_features', 'VGGish', 'load_vggish', 'QwenOmniAudio', 'write_official_qwen',
+           'qwen_audio_shards', 'load_qwen_omni']
 
 # %% ../nbs/06b_wave_encoders.ipynb #0756e7d2
 VGGISH_SR, VGGISH_WIN, VGGISH_HOP, VGGISH_NFFT = 16000, 400, 160, 512  # 25 ms window, 10 ms hop
@@ -157,13 +158,16 @@ def from_official(cls:VGGish, path, # torchvggish's `vggish-10086976.pth` (or a 
     return load_state_strict(model, _with_own_cola(model, sd), path).eval()
 
 # %% ../nbs/06b_wave_encoders.ipynb #49852a9a
+VGGISH_FILE = 'vggish-10086976.pth'  # the torchvggish port's weights (github.com/harritaylor/torchvggish)
+VGGISH_URL = 'https://github.com/harritaylor/torchvggish/releases/download/v0.1/' + VGGISH_FILE
+
 def load_vggish(checkpoint=None, # torchvggish's .pth (or .safetensors); None: random init, warned
                 pca=None, # the PCA file, optional
                 **kw)->VGGish:
     "VGGish from the official port's weights, or (warned) a random init of its architecture."
     if checkpoint is not None: return VGGish.from_official(checkpoint, pca, **kw)
-    warnings.warn("VGGish: no checkpoint given, built a RANDOM init of the official architecture "
-                  "(give torchvggish's vggish-10086976.pth)")
+    random_init('VGGish', where=f"Give torchvggish's {VGGISH_FILE} ({VGGISH_URL}): `checkpoint=`, or "
+                                "acula_probe --encoders vggish=PATH.")
     return VGGish(**kw)
 
 # %% ../nbs/06b_wave_encoders.ipynb #1816a399
@@ -237,6 +241,26 @@ def _hub_file(source, name:str, required:bool=True)->Path|None:
         if not required: return None
         raise CheckpointError(f"cannot fetch {name} ({type(e).__name__}: {e})", source) from None
 
+# %% ../nbs/06b_wave_encoders.ipynb #4b2fdc8f
+def write_official_qwen(folder, enc:QwenOmniAudio, drop=(), junk_text:bool=True)->Path:
+    "Save `enc`'s tower as a Qwen2.5-Omni checkpoint folder (sharded, `thinker.audio_tower.*`); for tests."
+    from safetensors.torch import save_file
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    sd = enc.model.state_dict()
+    tower = {'thinker.audio_tower.' + k: v.contiguous() for k, v in sd.items() if k not in drop}
+    save_file(tower, str(folder/'model-00001-of-00002.safetensors'))
+    text = 'model-00002-of-00002.safetensors'  # the text stack: junk bytes, which a load must never open
+    if junk_text: (folder/text).write_bytes(b'not a safetensors file' * 10)
+    wmap = {**{k: 'model-00001-of-00002.safetensors' for k in tower},
+            'thinker.model.embed_tokens.weight': text, 'thinker.lm_head.weight': text}
+    (folder/QWEN_INDEX).write_text(json.dumps({'metadata': {}, 'weight_map': wmap}))
+    conf = {'model_type': 'qwen2_5_omni', 'thinker_config': {'audio_config': enc.cfg['audio_config']}}
+    (folder/'config.json').write_text(json.dumps(conf))
+    (folder/'preprocessor_config.json').write_text(json.dumps({**enc.cfg['extractor'], 'n_samples': 480000}))
+    return folder
+
+
 # %% ../nbs/06b_wave_encoders.ipynb #df34ed7d
 def qwen_audio_shards(source)->dict:
     "{audio-tower key (prefix removed): (shard file, stored key)} of a Qwen2.5-Omni checkpoint."
@@ -297,10 +321,8 @@ def load_qwen_omni(checkpoint=None, # a checkpoint folder or hub id; None: the 7
                    **kw)->QwenOmniAudio:
     "Qwen2.5-Omni's audio tower from a checkpoint, or (warned) a random init of the 7B's."
     if checkpoint is not None: return QwenOmniAudio.from_official(checkpoint, **kw)
-    from huggingface_hub import snapshot_download
-    try: folder = snapshot_download(QWEN_OMNI_HUB, local_files_only=True)
-    except Exception: folder = None
+    folder = local_hub(QWEN_OMNI_HUB)
     if folder is not None: return QwenOmniAudio.from_official(folder, **kw)
-    warnings.warn(f"QwenOmniAudio: no checkpoint given and {QWEN_OMNI_HUB} is not in the local cache; built "
-                  "a RANDOM init of its audio encoder (give a checkpoint folder or hub id)")
+    random_init('QwenOmniAudio', "the 7B's audio encoder", hub=(QWEN_OMNI_HUB, None))
     return QwenOmniAudio(**kw)
+
