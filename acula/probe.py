@@ -759,7 +759,9 @@ def cached_features(run, name:str, encoder:AudioEncoder, task:Task|str, recordin
     return X
 
 # %% ../nbs/10_probe.ipynb #9ea6cbf6
-def load_run_encoder(run, name:str, tiny:bool=False)->AudioEncoder:
+def load_run_encoder(run, name:str, tiny:bool=False,
+                     **kw, # the registry loader's settings (e.g. a non-default architecture)
+                    )->AudioEncoder:
     "The encoder `name`: the run's models/<name>/encoder, else `load_encoder` (random weights refused)."
     from acula.encoders import ENCODERS, load_encoder
     p = Path(run)/'models'/name
@@ -770,10 +772,10 @@ def load_run_encoder(run, name:str, tiny:bool=False)->AudioEncoder:
         have = sorted(d.name for d in (Path(run)/'models').glob('*') if (d/'encoder').is_dir())
         raise ConfigError(f"no encoder {name!r}: not in the run's models/ (there: {have or 'none'}), not a "
                           f"registry name ({', '.join(ENCODERS)}), a save_pretrained folder or OPERA .ckpt")
-    if tiny: return load_encoder(spec, tiny=True)
+    if tiny: return load_encoder(spec, tiny=True, **kw)
     with warnings.catch_warnings():
         warnings.filterwarnings('error', message='.*RANDOM init')
-        try: return load_encoder(spec, ck or None)
+        try: return load_encoder(spec, ck or None, **kw)
         except UserWarning as w:
             raise ConfigError(f"{spec}: no pre-trained weights on this machine ({w}); "
                               f"give them as {spec}=CHECKPOINT") from None
