@@ -26,7 +26,7 @@ __all__ = ['BENCHMARKS', 'FORMATTERS', 'PAPER_CLIPS_PER_S', 'GPU_PEAK_TFLOPS', '
            'OnlineTeacherData', 'bench_train_teacher', 'format_train_teacher', 'bench_train_loader',
            'format_train_loader', 'paper_config', 'step_flops', 'available_gb', 'bench_train_cpu', 'format_train_cpu',
            'time_batch', 'bench_train_gpu', 'format_gpu_table', 'bench_train', 'format_train', 'bench_evaluation',
-           'format_evaluation', 'acula_bench']
+           'format_evaluation', 'bench_explore', 'format_explore', 'acula_bench']
 
 # %% ../nbs/15_bench.ipynb #64ad63ac
 def _syncer(device)->Callable:
@@ -666,10 +666,75 @@ def format_evaluation(r:dict)->str:
     from acula.retrieval import format_eval
     return format_eval(r)
 
+# %% ../nbs/15_bench.ipynb #cf3c25ff
+def _gap_points(n:int, d:int, seed:int)->np.ndarray:
+    "`n` rows in `d` dims: n//2 Gaussian points and the same points shifted and jittered (a modality gap)."
+    if n < 8 or d < 2:
+        raise ConfigError(f"the explore benchmark needs n >= 8 points and d >= 2, got n={n}, d={d}")
+    g = np.random.default_rng(seed)
+    base = g.normal(size=(n // 2, d)).astype(np.float32)
+    shift = np.zeros(d, np.float32); shift[0] = 3
+    text = base + shift + 0.3 * g.normal(size=base.shape).astype(np.float32)
+    return np.concatenate([base, text, g.normal(size=(n % 2, d)).astype(np.float32)])
+
+def _query_latency(f, queries:np.ndarray)->tuple[float, list]:
+    "Median seconds of `f(q)` over the rows of `queries` (one untimed call first), and the results."
+    f(queries[:1])
+    ts, out = [], []
+    for i in range(len(queries)):
+        t0 = time.perf_counter()
+        out.append(f(queries[i:i + 1]))
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts)), out
+
+# %% ../nbs/15_bench.ipynb #7e0ba9cd
+@register_bench('explore')
+def bench_explore(n:int=10_000, # points in the UMAP and items in the query's pool
+                  d:int=512, # their width (the projection heads' 512 by default)
+                  queries:int=200, # single-row queries timed, the median kept
+                  k:int=5, # reports retrieved per query
+                  seed:int=0, # seeds the points and the UMAP
+                 )->dict:
+    "`acula_bench explore`: UMAP first fit vs cached refit, and one query's latency, FAISS vs brute force."
+    from acula.viz import UMAP_FITS, umap_coords
+    from acula.retrieval import faiss_index, faiss_search, l2_normalize
+    x = _gap_points(n, d, seed)
+    with tempfile.TemporaryDirectory() as cache:
+        fits, t0 = UMAP_FITS[0], time.perf_counter()
+        xy = umap_coords(x, seed, cache)
+        t1 = time.perf_counter()
+        xy2 = umap_coords(x, seed, cache)
+        t2 = time.perf_counter()
+        fits = UMAP_FITS[0] - fits
+    items = l2_normalize(x)
+    q = l2_normalize(np.random.default_rng(seed + 1).normal(size=(queries, d)))
+    t = time.perf_counter(); index = faiss_index(items); build = time.perf_counter() - t
+    tf, rf = _query_latency(lambda v: faiss_search(index, v, k)[1][0], q)
+    tb, rb = _query_latency(lambda v: np.argsort(-(items @ v[0]), kind='stable')[:k], q)
+    return dict(what='explore', n=n, d=d, k=k, queries=queries, umap_fit_s=t1 - t0, umap_cached_s=t2 - t1,
+                umap_ratio=(t1 - t0) / max(t2 - t1, 1e-9), umap_fits=fits,
+                umap_same=bool(np.array_equal(xy, xy2)),
+                faiss_build_s=build, faiss_query_s=tf, brute_query_s=tb, query_ratio=tb / max(tf, 1e-9),
+                same_ids=float(np.mean([np.array_equal(a, b) for a, b in zip(rf, rb)])))
+
+# %% ../nbs/15_bench.ipynb #27be55a6
+@register_format('explore')
+def format_explore(r:dict)->str:
+    "The `explore` result as readable lines."
+    return '\n'.join([
+        "acula_bench explore",
+        f"  UMAP of {r['n']:,} x {r['d']}-d points: first fit {r['umap_fit_s']:.1f} s, cached refit "
+        f"{1e3*r['umap_cached_s']:.1f} ms ({r['umap_ratio']:,.0f}x), {r['umap_fits']} fit, "
+        f"same layout {r['umap_same']}",
+        f"  one query, top-{r['k']} of {r['n']:,} (median of {r['queries']}): "
+        f"FAISS {1e3*r['faiss_query_s']:.3f} ms (index built in {1e3*r['faiss_build_s']:.1f} ms), "
+        f"brute-force numpy {1e3*r['brute_query_s']:.3f} ms "
+        f"({r['query_ratio']:.1f}x), identical ids {100*r['same_ids']:.1f}%"])
+
 # %% ../nbs/15_bench.ipynb #bac34889
 @cli_main
 @call_parse
-def acula_bench(what:str, # benchmark to run: frontend, models, reports, train, eval
+def acula_bench(what:str, # benchmark to run: frontend, models, reports, train, eval, explore
                 clips:int=None, # number of clips (frontend: 64)
                 seconds:float=None, # clip length in seconds (frontend: 8)
                 repeats:int=5, # timed repeats, best kept, after one warm-up
@@ -680,7 +745,7 @@ def acula_bench(what:str, # benchmark to run: frontend, models, reports, train, 
                 profile:bool=False, # list the torch operators that take the time
                 steps:int=None, # training steps to time (models: 2)
                 sizes:str=None, # OPERA-GT configurations for `models` (default small,full)
-                n:int=None, # recordings for `reports` (2000)
+                n:int=None, # recordings for `reports` (2000); points for `explore` (10000)
                 texts:int=None, # distinct texts for the teacher part of `models` (128)
                 gpu:bool=False, # train: the GPU table (full OPERA-GT, batches 24-192, bf16, cached inputs)
                 batches:str=None, # train --gpu: comma-separated batch sizes (default 24,48,96,192)
