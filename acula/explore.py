@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from .core import ConfigError, RunDir, get_device
 from .retrieval import (aligned_model, audio_projections, faiss_index, faiss_search, text_projections,
-                             _teacher_id)
+                             teacher_id)
 
 # %% auto #0
 __all__ = ['ExploreState', 'explore_state', 'label_agreement', 'query_clip', 'teacher_from_id', 'embed_sentence', 'query_text',
@@ -62,7 +62,7 @@ def explore_state(run, model:str='aligned', splits=('test',), device=None)->Expl
     texts = _report_texts(run, list(pool['id']))
     X = cached_features(run, model, m.encoder, None, pool, device=str(get_device(device)))
     a, t = audio_projections(m, X), text_projections(run, m, texts)
-    return ExploreState(run, m, model, pool, texts, a, t, _teacher_id(run, m), faiss_index(a), faiss_index(t))
+    return ExploreState(run, m, model, pool, texts, a, t, teacher_id(run, m), faiss_index(a), faiss_index(t))
 
 # %% ../nbs/13_explore.ipynb #1a26ef0f
 def label_agreement(a:dict, b:dict)->float:

@@ -19,8 +19,9 @@ from .probe import (ProbeResult, Skipped, auroc, bootstrap_ci, cached_features, 
 # %% auto #0
 __all__ = ['l2_normalize', 'hit_ranks', 'rank_metrics', 'chance_metrics', 'retrieval_metrics', 'retrieval_table', 'faiss_index',
            'faiss_search', 'brute_search', 'class_descriptions', 'text_embedder', 'zero_shot_scores', 'zero_shot',
-           'aligned_model', 'text_projections', 'audio_projections', 'retrieval_run', 'retrieval_markdown',
-           'acula_retrieval', 'zero_shot_run', 'acula_zeroshot', 'bench_faiss', 'bench_eval', 'format_eval']
+           'aligned_model', 'teacher_id', 'text_projections', 'audio_projections', 'retrieval_run',
+           'retrieval_markdown', 'acula_retrieval', 'zero_shot_run', 'acula_zeroshot', 'bench_faiss', 'bench_eval',
+           'format_eval']
 
 # %% ../nbs/11_retrieval.ipynb #cbbcc1d4
 def l2_normalize(x)->np.ndarray:
@@ -206,7 +207,7 @@ def aligned_model(run, name:str='aligned'):
     return AcuLa.from_pretrained(folder)
 
 # %% ../nbs/11_retrieval.ipynb #966ca9e7
-def _teacher_id(run, model)->str:
+def teacher_id(run, model)->str:
     "The teacher whose embeddings the model's text head takes."
     from acula.teachers import cached_teachers
     if model.teacher_id: return model.teacher_id
@@ -225,7 +226,7 @@ def _reports(run, ids, field:str='text')->list[str]:
 def text_projections(run, model, texts:list[str])->np.ndarray:
     "Text-head projections (n, D), L2-normalised, of texts whose teacher embeddings the run caches."
     from acula.teachers import TextEmbeddingCache
-    emb = TextEmbeddingCache(run, _teacher_id(run, model), create=False).get(list(texts))
+    emb = TextEmbeddingCache(run, teacher_id(run, model), create=False).get(list(texts))
     return model.embed_text(torch.from_numpy(emb)).cpu().numpy()
 
 # %% ../nbs/11_retrieval.ipynb #ab457a4d

@@ -4,14 +4,18 @@
 
 # %% ../nbs/12_viz.ipynb #0c9e04a2
 from __future__ import annotations
+import hashlib, html, io, json, warnings
 from pathlib import Path
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
-from .core import ConfigError, RunDir, atomic_write
+from plotly.subplots import make_subplots
+from .core import ConfigError, RunDir, atomic_write, get_device
 from .audio import SR, LogMel
 
 # %% auto #0
-__all__ = ['gap_metrics', 'spectrogram_figure', 'save_html']
+__all__ = ['UMAP_FITS', 'MODALITY_COLORS', 'gap_metrics', 'spectrogram_figure', 'umap_coords', 'umap_traces', 'umap_gap',
+           'save_html', 'training_config', 'initial_model', 'gap_views', 'training_curves', 'probe_bars']
 
 # %% ../nbs/12_viz.ipynb #e047acc2
 def gap_metrics(audio_emb, text_emb, seed=0) -> dict:
@@ -49,9 +53,236 @@ def spectrogram_figure(mel, title='', sr=SR, hop=LogMel().hop) -> go.Figure:
     fig = go.Figure(heat)
     return fig.update_layout(title=title, xaxis_title='time (s)', yaxis_title='mel bin')
 
+# %% ../nbs/12_viz.ipynb #1ac900c0
+UMAP_FITS = [0]   # UMAP fits run in this process (the cache's test counts them)
+
+def _umap_key(x:np.ndarray, seed:int, kw:dict)->str:
+    "sha256 of the rows' bytes, shape and dtype, the seed and the UMAP settings."
+    h = hashlib.sha256(np.ascontiguousarray(x).tobytes())
+    meta = dict(shape=list(x.shape), dtype=str(x.dtype), seed=seed, umap=kw)
+    h.update(json.dumps(meta, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+def _fit_umap(x:np.ndarray, seed:int, kw:dict)->np.ndarray:
+    "One seeded 2-D UMAP fit (counted in `UMAP_FITS`)."
+    import umap
+    UMAP_FITS[0] += 1
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='.*n_jobs.*')      # seeded UMAP runs on one thread
+        return umap.UMAP(n_components=2, random_state=seed, **kw).fit_transform(x).astype(np.float32)
+
+# %% ../nbs/12_viz.ipynb #469f4246
+def umap_coords(x, seed:int=0, cache_dir=None, **umap_kw)->np.ndarray:
+    "(n, 2) seeded UMAP coordinates of the rows of `x`, reused from `cache_dir` while nothing changed."
+    x = np.asarray(x, np.float32)
+    if x.ndim != 2 or len(x) < 4: raise ConfigError(f"UMAP needs an (n, d) array of 4+ rows, got {x.shape}")
+    if not np.isfinite(x).all(): raise ConfigError("UMAP input contains NaN or inf")
+    kw = dict(n_neighbors=15, min_dist=0.1, metric='cosine') | umap_kw
+    kw['n_neighbors'] = min(int(kw['n_neighbors']), len(x) - 1)
+    path = Path(cache_dir)/f"umap_{_umap_key(x, seed, kw)[:32]}.npy" if cache_dir is not None else None
+    if path is not None and path.is_file(): return np.load(path)
+    xy = _fit_umap(x, seed, kw)
+    if path is not None:
+        buf = io.BytesIO()
+        np.save(buf, xy)
+        atomic_write(path, buf.getvalue())
+    return xy
+
+# %% ../nbs/12_viz.ipynb #71655d2f
+MODALITY_COLORS = {'audio': '#1f77b4', 'text': '#ff7f0e'}
+
+def _hover(hover, n:int)->list[str]:
+    "One hover text per pair: the clip id in bold and the first 80 characters of its report."
+    if hover is None: return [f"pair {i}" for i in range(n)]
+    if isinstance(hover, pd.DataFrame): hover = list(zip(hover['id'], hover['report']))
+    hover = list(hover)
+    if len(hover) != n: raise ConfigError(f"{len(hover)} hover entries for {n} pairs")
+    out = []
+    for h in hover:
+        cid, rep = (h, '') if isinstance(h, str) else h
+        rep = str(rep) if len(str(rep)) <= 80 else str(rep)[:79].rstrip() + '…'
+        out.append(f"<b>{html.escape(str(cid))}</b><br>{html.escape(rep)}")
+    return out
+
+# %% ../nbs/12_viz.ipynb #d0a64b7b
+def _groups(color, n:int)->list:
+    "(label or None, rows) per colour group: one group without labels, else one per label value."
+    if color is None: return [(None, np.arange(n))]
+    lab = np.array(['n/a' if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in color])
+    if len(lab) != n: raise ConfigError(f"{len(lab)} colour labels for {n} pairs")
+    return [(v, np.flatnonzero(lab == v)) for v in sorted(set(lab))]
+
+def _pair_lines(xy_a:np.ndarray, xy_t:np.ndarray, showlegend:bool)->go.Scatter:
+    "One trace of segments audio i → text i (None between segments)."
+    x, y = [], []
+    for (ax, ay), (tx, ty) in zip(xy_a.tolist(), xy_t.tolist()): x += [ax, tx, None]; y += [ay, ty, None]
+    line = dict(color='rgba(110,110,110,0.35)', width=1)
+    return go.Scatter(x=x, y=y, mode='lines', name='true pairs', line=line, hoverinfo='skip',
+                      legendgroup='pairs', showlegend=showlegend)
+
+# %% ../nbs/12_viz.ipynb #c96824d3
+def umap_traces(xy_audio, xy_text, hover=None, color=None, pairs:bool=False, showlegend:bool=True)->list:
+    "Traces of one UMAP panel: audio and text points (customdata = pair row), optional true-pair lines."
+    from plotly.colors import qualitative
+    xy_a, xy_t = np.asarray(xy_audio, float), np.asarray(xy_text, float)
+    if xy_a.shape != xy_t.shape or xy_a.ndim != 2 or xy_a.shape[1] != 2:
+        raise ConfigError(f"audio {xy_a.shape} and text {xy_t.shape} coordinates must both be (n, 2)")
+    n, tips, groups = len(xy_a), _hover(hover, len(xy_a)), _groups(color, len(xy_a))
+    out = [_pair_lines(xy_a, xy_t, showlegend)] if pairs else []
+    for mod, xy, sym in (('audio', xy_a, 'circle'), ('text', xy_t, 'diamond')):
+        for k, (v, rows) in enumerate(groups):
+            c = MODALITY_COLORS[mod] if v is None else qualitative.Plotly[k % len(qualitative.Plotly)]
+            name = mod if v is None else f"{v} · {mod}"
+            marker = dict(symbol=sym, size=8, color=c, line=dict(width=0.5, color='white'))
+            out.append(go.Scatter(x=xy[rows, 0], y=xy[rows, 1], mode='markers', name=name, customdata=rows,
+                                  marker=marker,
+                                  hovertext=[f"{mod} · {tips[r]}" for r in rows], hoverinfo='text',
+                                  legendgroup=name, showlegend=showlegend, meta=mod))
+    return out
+
+# %% ../nbs/12_viz.ipynb #b7cd1fa3
+def _pair(p, what:str)->tuple[np.ndarray, np.ndarray]:
+    "An (audio, text) pair of equal (n, D) arrays, refused naming `what` otherwise."
+    from acula.retrieval import l2_normalize
+    try: a, t = (np.asarray(x, np.float32) for x in p)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be an (audio, text) pair of arrays") from None
+    if a.ndim != 2 or a.shape != t.shape:
+        raise ConfigError(f"{what}: audio {a.shape} and text {t.shape} must be equal (n, D) arrays")
+    return l2_normalize(a), l2_normalize(t)
+
+def umap_gap(before, after, hover=None, color=None, pairs:bool=False, seed:int=0, cache_dir=None,
+             titles=('before alignment', 'after alignment'), **umap_kw)->go.Figure:
+    "UMAPs of audio and text projections before and after alignment, side by side (one UMAP per panel)."
+    panels = [_pair(before, 'before'), _pair(after, 'after')]
+    n = len(panels[0][0])
+    if len(panels[1][0]) != n: raise ConfigError(f"before has {n} pairs, after {len(panels[1][0])}")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=list(titles), horizontal_spacing=0.04)
+    for col, (a, t) in enumerate(panels, 1):
+        xy = umap_coords(np.concatenate([a, t]), seed, cache_dir, **umap_kw)
+        for tr in umap_traces(xy[:n], xy[n:], hover, color, pairs, showlegend=col == 1):
+            fig.add_trace(tr, 1, col)
+    fig.update_xaxes(showticklabels=False, title_text='UMAP 1', zeroline=False)
+    fig.update_yaxes(showticklabels=False, title_text='UMAP 2', zeroline=False)
+    return fig.update_layout(height=520, width=1100, template='plotly_white', hovermode='closest',
+                             legend=dict(orientation='h', y=-0.08))
+
 # %% ../nbs/12_viz.ipynb #be2191ee
 def save_html(fig, run, name) -> Path:
     "Write `fig` as standalone HTML to `run/eval/<name>.html`."
     path = RunDir(run).eval/f"{name}.html"
     atomic_write(path, fig.to_html(include_plotlyjs=True, full_html=True))
     return path
+
+# %% ../nbs/12_viz.ipynb #a3893093
+def training_config(run, model:str='aligned'):
+    "The `TrainConfig` that trained `models/<model>` (from its training.json)."
+    from acula.train import TrainConfig
+    p = Path(run)/'models'/model/'training.json'
+    if not p.is_file():
+        raise ConfigError(f"models/{model} has no training.json: its training start is unknown", p)
+    try: return TrainConfig.from_dict(json.loads(p.read_text())['config'])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"cannot read the training config ({type(e).__name__}: {e})", p) from None
+
+# %% ../nbs/12_viz.ipynb #12b64f88
+def initial_model(run, model:str='aligned'):
+    "`models/<model>`'s AcuLa as alignment started: the start encoder, heads drawn from the config's seed."
+    from acula.core import seed_everything
+    from acula.retrieval import aligned_model, teacher_id
+    from acula.train import build_encoder, build_model, rng_states, set_rng_states
+    run, saved = RunDir(run, create=False), rng_states('cpu')
+    try:
+        m, cfg = aligned_model(run, model), training_config(run, model)    # loading draws random inits too
+        seed_everything(cfg.seed)                 # as Trainer: seed, encoder, then the heads
+        enc = build_encoder(cfg, run)
+        net = build_model(cfg, run, m.text_dim, teacher_id(run, m), enc)
+    finally: set_rng_states(saved, 'cpu')
+    return net.eval()
+
+# %% ../nbs/12_viz.ipynb #00aa3de9
+def _start_name(cfg, model:str)->str:
+    "The feature-cache name of the encoder alignment started from."
+    return 'pretrained' if (cfg.encoder or 'pretrained') == 'pretrained' else f"{model}-start"
+
+def _gap_projections(run:RunDir, models:dict, pool:pd.DataFrame, texts:list, device)->dict:
+    "(audio, text) projections of the pool per stage, through each stage's encoder and heads."
+    from acula.probe import cached_features
+    from acula.retrieval import audio_projections, text_projections
+    out = {}
+    for stage, (name, m) in models.items():
+        X = cached_features(run, name, m.encoder, None, pool, device=str(get_device(device)))
+        out[stage] = (audio_projections(m, X), text_projections(run, m, texts))
+    return out
+
+# %% ../nbs/12_viz.ipynb #00db8c96
+def gap_views(run, model:str='aligned', splits=('test',), save:bool=True, seed:int|None=None,
+              device=None)->dict:
+    "The modality gap before and after alignment on the run's held-out clips: figure, metrics, saved paths."
+    from acula.datasets import load_recordings
+    from acula.retrieval import aligned_model
+    from acula.train import report_texts
+    run = RunDir(run, create=False)
+    after, before = aligned_model(run, model).eval(), initial_model(run, model)
+    cfg = training_config(run, model)
+    recs = load_recordings(run)
+    pool = recs[recs['split'].isin(list(splits))].reset_index(drop=True)
+    if len(pool) < 4:
+        raise ConfigError(f"the gap needs 4+ recordings in splits {list(splits)}; the run has {len(pool)}")
+    texts = report_texts(run, list(pool['id']))
+    models = {'before': (_start_name(cfg, model), before), 'after': (model, after)}
+    proj = _gap_projections(run, models, pool, texts, device)
+    metrics = pd.DataFrame([gap_metrics(*proj[s]) for s in models], index=list(models)).rename_axis('stage')
+    titles = [f"{s} alignment: gap {r.centroid_gap:.2f}, pair cos {r.pair_cos:.2f}, "
+              f"random cos {r.random_cos:.2f}" for s, r in metrics.iterrows()]
+    fig = umap_gap(proj['before'], proj['after'], hover=list(zip(pool['id'], texts)), pairs=True,
+                   seed=cfg.seed if seed is None else seed, cache_dir=run.eval/'umap_cache', titles=titles)
+    paths = {}
+    if save:
+        paths = dict(html=save_html(fig, run, 'umap_gap'), csv=run.eval/'gap_metrics.csv')
+        atomic_write(paths['csv'], metrics.to_csv())
+    return dict(figure=fig, metrics=metrics, paths=paths, ids=list(pool['id']), projections=proj)
+
+# %% ../nbs/12_viz.ipynb #29ddabc6
+def training_curves(run, save:bool=False)->go.Figure:
+    "Loss, alignment loss and SSL loss per optimiser step, one line per stage, from the run's metrics CSVs."
+    from acula.train import metrics_path, _read_metrics
+    run, cols, stages = RunDir(run, create=False), ('loss', 'align_loss', 'ssl_loss'), {}
+    for mode in ('pretrain', 'align', 'baseline'):
+        p = metrics_path(run, mode)
+        rows = _read_metrics(p) if p.is_file() else []
+        if rows: stages[mode] = pd.DataFrame(rows)[['step', *cols]].apply(pd.to_numeric, errors='coerce')
+    if not stages: raise ConfigError("no training metrics in the run (metrics.csv, metrics_pretrain.csv, "
+                                     "metrics_baseline.csv): train a stage first", run.path)
+    fig = make_subplots(rows=1, cols=3, subplot_titles=cols)
+    for j, c in enumerate(cols, 1):
+        for mode, df in stages.items():
+            fig.add_trace(go.Scatter(x=df['step'], y=df[c], mode='lines+markers', name=mode, legendgroup=mode,
+                                     showlegend=j == 1), 1, j)
+    fig.update_xaxes(title_text='step')
+    fig.update_layout(height=380, width=1100, template='plotly_white')
+    if save: save_html(fig, run, 'training_curves')
+    return fig
+
+# %% ../nbs/12_viz.ipynb #203f37cc
+def probe_bars(results, run=None)->go.Figure:
+    "Grouped bars of probe means per task × encoder, bootstrap intervals as error bars; a panel per metric."
+    from acula.probe import results_frame
+    f = results if isinstance(results, pd.DataFrame) else results_frame(list(results))
+    miss = {'encoder', 'task', 'metric', 'mean', 'lo', 'hi'} - set(f.columns)
+    if miss: raise ConfigError(f"probe results need the columns {sorted(miss)} (acula.probe.results_frame)")
+    if f.empty: raise ConfigError("no probe results to draw")
+    metrics, encs = list(dict.fromkeys(f['metric'])), list(dict.fromkeys(f['encoder']))
+    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[m.upper() for m in metrics])
+    for j, met in enumerate(metrics, 1):
+        g = f[f['metric'] == met]
+        tasks = list(dict.fromkeys(g['task']))
+        for k, enc in enumerate(encs):
+            e = g[g['encoder'] == enc].set_index('task').reindex(tasks)
+            err = dict(type='data', symmetric=False, array=(e['hi'] - e['mean']).to_numpy(),
+                       arrayminus=(e['mean'] - e['lo']).to_numpy())
+            fig.add_trace(go.Bar(x=tasks, y=e['mean'].to_numpy(), name=enc, error_y=err, legendgroup=enc,
+                                 showlegend=j == 1), 1, j)
+    fig.update_layout(barmode='group', height=420, width=max(500, 450*len(metrics)), template='plotly_white')
+    if run is not None: save_html(fig, run, 'probe_bars')
+    return fig
