@@ -17,7 +17,8 @@ from .retrieval import (aligned_model, audio_projections, faiss_index, faiss_sea
 
 # %% auto #0
 __all__ = ['ExploreState', 'explore_state', 'label_agreement', 'query_clip', 'teacher_from_id', 'embed_sentence', 'query_text',
-           'filter_clips', 'label_values', 'results_html', 'clip_mel', 'RetrievalExplorer']
+           'filter_clips', 'label_values', 'results_html', 'clip_mel', 'RetrievalExplorer', 'umap_points',
+           'points_to_clips']
 
 # %% ../nbs/13_explore.ipynb #c132de1b
 @dataclass
@@ -207,28 +208,12 @@ class RetrievalExplorer:
                      (self.button, 'acula-query-button'), (self.found, 'acula-text-results')]: w.add_class(c)
         self._wire()
         self.select(ids[0])
-
-# %% ../nbs/13_explore.ipynb #2f419051
-@patch
-def _wire(self:RetrievalExplorer):
-    "Connect the menus, the clip menu and the search button."
-    self.clip.observe(lambda ch: ch['new'] and self.select(ch['new']), names='value')
-    for w in (self.dataset, self.label, self.value): w.observe(lambda ch: self._filter(), names='value')
-    self.button.on_click(lambda _: self.search(self.query.value))
-    self.query.on_submit(lambda _: self.search(self.query.value))
-
-# %% ../nbs/13_explore.ipynb #50919e7a
-@patch
-def _filter(self:RetrievalExplorer):
-    "Narrow the clip menu to the chosen dataset and label value."
-    lab = None if self.label.value == '(none)' else self.label.value
-    vals = ['(any)'] + (self.labels.get(lab, []) if lab else [])
-    if list(self.value.options) != vals: self.value.options = vals
-    val = None if self.value.value in (None, '(any)') else self.value.value
-    ds = None if self.dataset.value == '(all)' else self.dataset.value
-    ids = filter_clips(self.state, ds, lab, val)
-    self.clip.options = ids
-    if ids and self.clip.value != ids[0]: self.clip.value = ids[0]
+    def _wire(self):
+        "Connect the menus, the clip menu and the search button."
+        self.clip.observe(lambda ch: ch['new'] and self.select(ch['new']), names='value')
+        for w in (self.dataset, self.label, self.value): w.observe(lambda ch: self._filter(), names='value')
+        self.button.on_click(lambda _: self.search(self.query.value))
+        self.query.on_submit(lambda _: self.search(self.query.value))
 
 # %% ../nbs/13_explore.ipynb #ef021977
 @patch
@@ -244,6 +229,19 @@ def select(self:RetrievalExplorer, clip_id:str)->pd.DataFrame:
     self.results.value = results_html(res, f'top {self.k} reports for this clip')
     self.last_clip = res
     return res
+
+# %% ../nbs/13_explore.ipynb #50919e7a
+@patch
+def _filter(self:RetrievalExplorer):
+    "Narrow the clip menu to the chosen dataset and label value."
+    lab = None if self.label.value == '(none)' else self.label.value
+    vals = ['(any)'] + (self.labels.get(lab, []) if lab else [])
+    if list(self.value.options) != vals: self.value.options = vals
+    val = None if self.value.value in (None, '(any)') else self.value.value
+    ds = None if self.dataset.value == '(all)' else self.dataset.value
+    ids = filter_clips(self.state, ds, lab, val)
+    self.clip.options = ids
+    if ids and self.clip.value != ids[0]: self.clip.value = ids[0]
 
 # %% ../nbs/13_explore.ipynb #8aaf50c7
 @patch
@@ -274,3 +272,73 @@ def view(self:RetrievalExplorer):
 def _ipython_display_(self:RetrievalExplorer):
     from IPython.display import display
     display(self.view())
+
+# %% ../nbs/13_explore.ipynb #379c1da5
+def umap_points(state:ExploreState, seed:int=0, cache:bool=True, **umap_kw)->tuple[np.ndarray, np.ndarray]:
+    "(audio (n, 2), text (n, 2)) UMAP coordinates of the pool's projections (one seeded fit, cached)."
+    from acula.viz import umap_coords
+    n = len(state.pool)
+    xy = umap_coords(np.concatenate([state.audio, state.text]), seed,
+                     state.run.eval/'umap_cache' if cache else None, **umap_kw)
+    return xy[:n], xy[n:]
+
+def points_to_clips(state:ExploreState, points)->list[str]:
+    "Clip ids of selected UMAP points (dicts with the pair row as `customdata`, or stacked point numbers)."
+    n, ids, out = len(state.pool), state.pool['id'].to_numpy(), []
+    for p in points:
+        if isinstance(p, dict):
+            if 'customdata' not in p:
+                raise ConfigError(f"a selected point carries no customdata (pair row): {p}")
+            row = p['customdata'][0] if isinstance(p['customdata'], (list, tuple)) else p['customdata']
+        else: row = p
+        row = int(row)
+        if not 0 <= row < 2 * n: raise ConfigError(f"point {row} is outside the UMAP's {2 * n} points")
+        cid = str(ids[row % n])
+        if cid not in out: out.append(cid)
+    return out
+
+# %% ../nbs/13_explore.ipynb #9269c1f5
+@patch
+def pick(self:RetrievalExplorer, points)->list[str]:
+    "Show selected UMAP points: list their clips and open the first in the retrieval view."
+    ids = points_to_clips(self.state, points)
+    if not hasattr(self, 'picked'): self.picked = _picked_widget()
+    if not ids:
+        self.picked.value = "<p>no points selected</p>"
+        return ids
+    items = ''.join(f"<li>{html.escape(c)}</li>" for c in ids)
+    self.picked.value = f"<b>{len(ids)} selected clip{'s' * (len(ids) > 1)}</b><ol>{items}</ol>"
+    if ids[0] not in self.clip.options:
+        self.dataset.value, self.label.value = '(all)', '(none)'
+    self.clip.value = ids[0]                        # the menu's observer calls select
+    return ids
+
+def _picked_widget():
+    import ipywidgets as W
+    w = W.HTML()
+    w.add_class('acula-picked')
+    return w
+
+# %% ../nbs/13_explore.ipynb #7e21cf3c
+@patch
+def umap_view(self:RetrievalExplorer, color:str|None=None, seed:int=0, **umap_kw):
+    "The pool's aligned space on a UMAP (FigureWidget); a click or lasso opens the points' clips."
+    import ipywidgets as W
+    import plotly.graph_objects as go
+    from acula.viz import umap_traces
+    st = self.state
+    xa, xt = umap_points(st, seed, **umap_kw)
+    lab = None if color is None else [(l or {}).get(color) for l in st.pool['labels']]
+    traces = umap_traces(xa, xt, hover=list(zip(st.pool['id'], st.texts)), color=lab)
+    self.fig = go.FigureWidget(traces)
+    self.fig.update_layout(dragmode='lasso', height=460, width=680, template='plotly_white',
+                           clickmode='event',
+                           title=f"{self.state.name}: {len(st.pool)} clips and their reports (UMAP)",
+                           legend=dict(orientation='h', y=-0.05), margin=dict(l=10, r=10, t=50, b=10))
+    self.fig.update_xaxes(showticklabels=False); self.fig.update_yaxes(showticklabels=False)
+    on = lambda tr, pts, sel: self.pick([dict(customdata=tr.customdata[i]) for i in pts.point_inds])
+    for tr in self.fig.data: tr.on_click(on); tr.on_selection(on)
+    if not hasattr(self, 'picked'): self.picked = _picked_widget()
+    box = W.VBox([self.fig, self.picked])
+    box.add_class('acula-umap')
+    return box
