@@ -12,8 +12,8 @@ from fastcore.script import call_parse, Param
 from .core import *
 
 # %% auto #0
-__all__ = ['quickstart_configs', 'quickstart_probe', 'quickstart', 'quickstart_summary', 'acula_quickstart', 'acula_help',
-           'dataset_specs', 'build_data', 'data_summary', 'acula_data']
+__all__ = ['quickstart_configs', 'quickstart_probe', 'quickstart', 'zero_shot_diversity', 'quickstart_summary',
+           'acula_quickstart', 'acula_help', 'dataset_specs', 'build_data', 'data_summary', 'acula_data']
 
 # %% ../nbs/14_cli.ipynb #a8bfcb04
 def quickstart_configs(n:int=96, pretrain_steps:int=40, align_steps:int=40, batch_size:int=8, seed:int=0,
@@ -60,9 +60,8 @@ def _classification()->list[str]:
     return [t for t, v in TASKS.items() if v.synth_features and v.kind != 'regression']
 
 def _gap(run)->dict:
-    "The gap views of `acula.viz`, or a 'not yet' note when that module is not available."
-    try: from acula.viz import gap_views
-    except ImportError: return dict(note='gap views (acula.viz): not yet available')
+    "The modality gap before and after alignment (`acula.viz.gap_views`): metrics and where the views are."
+    from acula.viz import gap_views
     g = gap_views(run)
     return dict(metrics=g['metrics'], note='eval/umap_gap.html, eval/gap_metrics.csv')
 
@@ -82,6 +81,7 @@ def quickstart(run_dir, # the run folder to create or continue
                teacher:str|None=None, # teacher language model (hub id or folder); None = the bundled MiniLM
                device:str='cpu', # torch device of training and evaluation
                n_samples:int=32768, # training crop in samples (32 768 = 65 frames, about 2 s; at most 131 000)
+               workers:int=2, # processes writing the corpus
                show_progress:bool=True, # progress bars
               )->dict:
     "Run the whole kit on the synthetic corpus into `run_dir`; a summary per stage."
@@ -96,7 +96,7 @@ def quickstart(run_dir, # the run folder to create or continue
     run, out, log = RunDir(run_dir), {}, get_logger('acula.quickstart')
     step = lambda s: log.info(f"quickstart: {s} ({time.time() - t0:.0f} s)")
     step('corpus')
-    df = make_corpus(run, n, seed=seed)
+    df = make_corpus(run, n, seed=seed, workers=workers)
     out['corpus'] = dict(clips=len(df), by_modality=df.modality.value_counts().to_dict())
     step('reports')
     out['reports'] = write_reports(run, 'template', recordings=df, seed=seed, show_progress=show_progress)
@@ -118,7 +118,7 @@ def quickstart(run_dir, # the run folder to create or continue
     step('zero-shot, retrieval, gap')
     out['zero_shot'] = _guard(lambda: dict(zip(('results', 'skipped'), zero_shot_run(run, tasks=_classification(), device=device))))
     out['retrieval'] = _guard(lambda: retrieval_run(run, device=device))
-    out['gap'] = _gap(run)
+    out['gap'] = _guard(lambda: _gap(run))
     out['seconds'] = round(time.time() - t0, 1)
     return out
 
@@ -129,11 +129,39 @@ def _last_metrics(path:Path)->dict:
     df = pd.read_csv(path)
     return {} if df.empty else df.iloc[-1].to_dict()
 
+# %% ../nbs/14_cli.ipynb #d96bedbd
+def zero_shot_diversity(results)->dict:
+    "Per zero-shot result: (distinct top-k report lists, clips). Few distinct lists mean tied scores."
+    return {z.task: (len({tuple(r) for r in z.info['retrieved']}), len(z.info['retrieved'])) for z in results}
+
+def _diversity_line(results)->str:
+    "The zero-shot diversity as one line, with the reason when most clips retrieve the same reports."
+    d = zero_shot_diversity(results)
+    if not d: return ''
+    line = 'zero-shot retrieved report lists: ' + ', '.join(f"{t} {k} distinct of {n}" for t, (k, n) in d.items())
+    if sum(k for k, _ in d.values()) <= 0.05*sum(n for _, n in d.values()):
+        line += ("\n  -> nearly every test clip retrieves the same reports, so the zero-shot scores tie (AUROC 0.5):"
+                 " linear CKA is blind to a shift and a rotation of either side, so the aligned audio and text"
+                 " projections need not share directions for cosine retrieval")
+    return line
+
 # %% ../nbs/14_cli.ipynb #5c68fdb3
 def _metric_text(m:dict)->str:
-    "A metrics dict as 'key value' pairs (numbers to 3 decimals)."
-    return ', '.join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items()
-                     if not isinstance(v, (list, dict, tuple)))
+    "Retrieval metrics as 'name value (chance c)' pairs; the duplicate-aware variants left to the CSV."
+    keys = [k for k in m if not k.endswith('_chance') and '_dup' not in k and not isinstance(m[k], (list, dict, tuple))]
+    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else f"{v}"
+    return ', '.join(f"{k} {fmt(m[k])}" + (f" (chance {fmt(m[k + '_chance'])})" if k + '_chance' in m else '')
+                     for k in keys)
+
+def verdict(compare:dict)->str:
+    "One plain sentence: on how many tasks AcuLa's paired 95% interval vs the baseline excludes 0, each way."
+    better = lambda c: c['diff'] < 0 if c['metric'] in ('mae', 'rmse') else c['diff'] > 0
+    clear = {t: c for t, c in compare.items() if c['ci'][0] > 0 or c['ci'][1] < 0}
+    won = sorted(t for t, c in clear.items() if better(c))
+    lost = sorted(t for t in clear if t not in won)
+    return (f"  verdict: AcuLa beat the audio-only baseline on {len(won)} of {len(compare)} tasks "
+            f"{won if won else ''}, lost on {len(lost)} {lost if lost else ''}, and the 95% interval of the "
+            f"difference includes 0 on the other {len(compare) - len(clear)}").replace('  ,', ',').replace(' ,', ',')
 
 def _eval_lines(r:dict)->list[str]:
     "The summary's probe table, zero-shot, retrieval, gap and explorer lines (where those stages ran)."
@@ -145,16 +173,20 @@ def _eval_lines(r:dict)->list[str]:
     out += ['', 'AcuLa − audio-only baseline (paired bootstrap):']
     out += [f"  {t:18} {c['diff']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}] p={c['p_value']:.3f} ({c['metric']})"
             for t, c in r['probe']['compare'].items()]
+    out.append(verdict(r['probe']['compare']))
     why = {s.task: s.reason for s in r['probe']['skipped']}
     out += [f"  skipped {t}: {w}" for t, w in why.items()]
     zs, ret = r.get('zero_shot', {}), r.get('retrieval', {})
     out += ['', 'zero-shot (aligned): ' + (zs['skipped'] if isinstance(zs.get('skipped'), str) else
                                           ', '.join(f"{z.task} {z.summary()}" for z in zs['results']) or
                                           f"none scored ({len(zs['skipped'])} tasks skipped)")]
+    if isinstance(zs.get('results'), list) and (d := _diversity_line(zs['results'])): out.append(d)
     for field, m in ({'all': ret['skipped']} if 'skipped' in ret else ret).items():
         out.append(f"retrieval ({field}): " + (m if isinstance(m, str) else _metric_text(m)))
-    out += [f"gap: {r['gap']['note']}" if 'gap' in r else 'gap: not yet',
-            'explore: nbs/tutorials/explore.ipynb  (open with: jupyter lab nbs/tutorials/explore.ipynb)']
+    g = r.get('gap', {})
+    if 'metrics' in g: out += ['', f"modality gap on the test clips ({g['note']}):", g['metrics'].round(3).to_string()]
+    elif 'skipped' in g: out.append(f"gap: skipped ({g['skipped']})")
+    out += ['', 'explore: nbs/tutorials/explore.ipynb  (open with: jupyter lab nbs/tutorials/explore.ipynb)']
     return out
 
 # %% ../nbs/14_cli.ipynb #e870f63c
