@@ -97,7 +97,10 @@ class AudioEncoder(nn.Module):
     own_ssl = ()  # names of the subclass's own SSL losses
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
-        AudioEncoder.registry[cls.__name__] = cls
+        old = AudioEncoder.registry.get(cls.__name__)
+        # a class redefined in a notebook's namespace never shadows the library's class of that name
+        if old is None or cls.__module__ != '__main__' or old.__module__ == '__main__':
+            AudioEncoder.registry[cls.__name__] = cls
     def embed(self, x)->torch.Tensor: raise NotImplementedError
     def forward(self, x)->torch.Tensor: return self.embed(x)
     def config(self)->dict: return json.loads(json.dumps(self.cfg))
