@@ -138,17 +138,19 @@ def _diversity_line(results)->str:
     "The zero-shot diversity as one line, with the reason when most clips retrieve the same reports."
     d = zero_shot_diversity(results)
     if not d: return ''
-    line = 'zero-shot retrieved report lists: ' + ', '.join(f"{t} {k} distinct of {n}" for t, (k, n) in d.items())
+    line = 'zero-shot retrieved report lists: ' + ', '.join(f"{t} {k} distinct of {n}"
+                                                            for t, (k, n) in d.items())
     if sum(k for k, _ in d.values()) <= 0.05*sum(n for _, n in d.values()):
-        line += ("\n  -> nearly every test clip retrieves the same reports, so the zero-shot scores tie (AUROC 0.5):"
-                 " linear CKA is blind to a shift and a rotation of either side, so the aligned audio and text"
-                 " projections need not share directions for cosine retrieval")
+        line += ("\n  -> nearly every test clip retrieves the same reports, so the zero-shot scores tie "
+                 "(AUROC 0.5): linear CKA is blind to a shift and a rotation of either side, so the aligned "
+                 "audio and text projections need not share directions for cosine retrieval")
     return line
 
 # %% ../nbs/14_cli.ipynb #5c68fdb3
 def _metric_text(m:dict)->str:
     "Retrieval metrics as 'name value (chance c)' pairs; the duplicate-aware variants left to the CSV."
-    keys = [k for k in m if not k.endswith('_chance') and '_dup' not in k and not isinstance(m[k], (list, dict, tuple))]
+    keys = [k for k in m if not k.endswith('_chance') and '_dup' not in k
+            and not isinstance(m[k], (list, dict, tuple))]
     fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else f"{v}"
     return ', '.join(f"{k} {fmt(m[k])}" + (f" (chance {fmt(m[k + '_chance'])})" if k + '_chance' in m else '')
                      for k in keys)
@@ -159,9 +161,10 @@ def verdict(compare:dict)->str:
     clear = {t: c for t, c in compare.items() if c['ci'][0] > 0 or c['ci'][1] < 0}
     won = sorted(t for t, c in clear.items() if better(c))
     lost = sorted(t for t in clear if t not in won)
-    return (f"  verdict: AcuLa beat the audio-only baseline on {len(won)} of {len(compare)} tasks "
-            f"{won if won else ''}, lost on {len(lost)} {lost if lost else ''}, and the 95% interval of the "
-            f"difference includes 0 on the other {len(compare) - len(clear)}").replace('  ,', ',').replace(' ,', ',')
+    named = lambda ts: f" {ts}" if ts else ''
+    return (f"  verdict: AcuLa beat the audio-only baseline on {len(won)} of {len(compare)} tasks"
+            f"{named(won)}, lost on {len(lost)}{named(lost)}, and the 95% interval of the difference "
+            f"includes 0 on the other {len(compare) - len(clear)}")
 
 def _eval_lines(r:dict)->list[str]:
     "The summary's probe table, zero-shot, retrieval, gap and explorer lines (where those stages ran)."
@@ -184,7 +187,8 @@ def _eval_lines(r:dict)->list[str]:
     for field, m in ({'all': ret['skipped']} if 'skipped' in ret else ret).items():
         out.append(f"retrieval ({field}): " + (m if isinstance(m, str) else _metric_text(m)))
     g = r.get('gap', {})
-    if 'metrics' in g: out += ['', f"modality gap on the test clips ({g['note']}):", g['metrics'].round(3).to_string()]
+    if 'metrics' in g:
+        out += ['', f"modality gap on the test clips ({g['note']}):", g['metrics'].round(3).to_string()]
     elif 'skipped' in g: out.append(f"gap: skipped ({g['skipped']})")
     out += ['', 'explore: nbs/tutorials/explore.ipynb  (open with: jupyter lab nbs/tutorials/explore.ipynb)']
     return out
