@@ -97,10 +97,7 @@ class AudioEncoder(nn.Module):
     own_ssl = ()  # names of the subclass's own SSL losses
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
-        old = AudioEncoder.registry.get(cls.__name__)
-        # a class redefined in a notebook's namespace never shadows the library's class of that name
-        if old is None or cls.__module__ != '__main__' or old.__module__ == '__main__':
-            AudioEncoder.registry[cls.__name__] = cls
+        AudioEncoder.registry[cls.__name__] = cls
     def embed(self, x)->torch.Tensor: raise NotImplementedError
     def forward(self, x)->torch.Tensor: return self.embed(x)
     def config(self)->dict: return json.loads(json.dumps(self.cfg))
@@ -184,7 +181,7 @@ def save_pretrained(self:AudioEncoder, folder)->Path:
     self._save_extra(folder)
     sd = {k: v.detach().cpu().contiguous() for k, v in self._weights().items()}
     save_file(sd, str(folder/WEIGHTS_NAME), metadata={'encoder': type(self).__name__})
-    meta = dict(encoder=type(self).__name__, config=self.config())
+    meta = dict(encoder=type(self).__name__, module=type(self).__module__, config=self.config())
     atomic_write(folder/CONFIG_NAME, json.dumps(meta, indent=1))
     return folder
 
@@ -208,14 +205,23 @@ def _import_registry_modules():
         try: importlib.import_module(m)
         except ImportError: pass
 
+def _saved_class(meta:dict):
+    "The class a saved folder names: from its `acula.*` module when it names one, else the registry by name."
+    name, mod = meta.get('encoder'), str(meta.get('module') or '')
+    if mod.startswith('acula.'):  # only the kit's own modules are imported on a file's word
+        try: c = getattr(importlib.import_module(mod), str(name), None)
+        except ImportError: c = None
+        if isinstance(c, type) and issubclass(c, AudioEncoder): return c
+    if name not in AudioEncoder.registry: _import_registry_modules()  # e.g. a saved VGGish
+    return AudioEncoder.registry.get(name)
+
 @patch(cls_method=True)
 def from_pretrained(cls:AudioEncoder, folder)->AudioEncoder:
     "Rebuild the encoder saved in `folder` (any registered subclass), in eval mode."
     from safetensors.torch import load_file
     folder = Path(folder)
     meta = _read_json(folder/CONFIG_NAME)
-    if meta.get('encoder') not in AudioEncoder.registry: _import_registry_modules()  # e.g. a saved VGGish
-    sub = AudioEncoder.registry.get(meta.get('encoder'))
+    sub = _saved_class(meta)
     if sub is None:
         msg = f"unknown encoder {meta.get('encoder')!r}; known: {sorted(AudioEncoder.registry)}"
         raise CheckpointError(msg, folder/CONFIG_NAME)
