@@ -16,9 +16,9 @@ from .encoders import (AudioEncoder, OPERA_HUB, Mlp, lightning_state_dict, load_
 
 # %% auto #0
 __all__ = ['COLA_HEAD_KEYS', 'MBStage', 'EFFICIENTNET_B0', 'HTSAT_FRONT_END', 'from_official', 'to_official',
-           'load_cola_checkpoint', 'SameConv2d', 'drop_connect', 'MBConv', 'EfficientNet', 'CEEncoder', 'OperaCE',
-           'official_state_dict', 'load_opera_ce', 'SwinAttention', 'SwinBlock', 'PatchMerging', 'SwinStage',
-           'stft_kernels', 'mel_bank', 'HTSAT', 'OperaCT', 'load_opera_ct']
+           'load_cola_checkpoint', 'SameConv2d', 'drop_connect', 'MBConv', 'EfficientNet', 'CEEncoder', 'calibrate_bn',
+           'calibration_mels', 'OperaCE', 'official_state_dict', 'load_opera_ce', 'SwinAttention', 'SwinBlock',
+           'PatchMerging', 'SwinStage', 'stft_kernels', 'mel_bank', 'HTSAT', 'OperaCT', 'load_opera_ct']
 
 # %% ../nbs/06a_opera_family.ipynb #6f4d25af
 COLA_HEAD_KEYS = {'g.': 'cola.g.0.', 'layer_norm.': 'cola.g.1.', 'linear.': 'cola.w.'}  # official -> kit
@@ -129,6 +129,22 @@ class CEEncoder(nn.Module):
         self.cnn1, self.efficientnet = nn.Conv2d(1, 3, kernel_size=3), EfficientNet(**kw)
     def forward(self, mel:torch.Tensor)->torch.Tensor: return self.efficientnet(self.cnn1(mel[:, None]))
 
+# %% ../nbs/06a_opera_family.ipynb #92143545
+@torch.no_grad()
+def calibrate_bn(net:nn.Module, x:torch.Tensor)->nn.Module:
+    "Set every BatchNorm's running statistics to those of `net(x)`; every other layer stays in eval mode."
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    was, moms = net.training, [m.momentum for m in bns]
+    net.eval()
+    for m in bns: m.reset_running_stats(); m.momentum = None; m.train()  # momentum None: the batch's stats
+    net(x)
+    for m, mom in zip(bns, moms): m.momentum = mom
+    return net.train(was)
+
+def calibration_mels(n:int=4, frames:int=64, n_mels:int=64, seed:int=0)->torch.Tensor:
+    "A seeded batch of uniform [0, 1] log-mels `(n, frames, n_mels)` (the global RNG is not touched)."
+    return torch.rand(n, frames, n_mels, generator=torch.Generator().manual_seed(seed))
+
 # %% ../nbs/06a_opera_family.ipynb #e0b816fe
 class OperaCE(AudioEncoder):
     "OPERA-CE: EfficientNet-B0 over log-mels `(B, T, 64)`, 1280-d, with COLA's head."
@@ -142,6 +158,7 @@ class OperaCE(AudioEncoder):
         self.cfg = dict(stages=[list(s) for s in stages], stem=stem, head=head,
                         drop_connect_rate=drop_connect_rate, ssl=ssl, cola_dim=cola_dim)
         self._init_ssl(ssl, cola_dim)
+        calibrate_bn(self.encoder, calibration_mels())  # fresh BatchNorms: see above
     def embed(self, mel)->torch.Tensor: return self.encoder(self.check_input(mel))
 
 # %% ../nbs/06a_opera_family.ipynb #7f240caf
