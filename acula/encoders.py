@@ -16,16 +16,17 @@ from fastcore.basics import patch
 from .core import AudioError, ConfigError, CheckpointError, atomic_write
 
 # %% auto #0
-__all__ = ['CONFIG_NAME', 'WEIGHTS_NAME', 'REGISTRY_MODULES', 'OPERA_PRESETS', 'ENCODER_KEYS', 'OPERA_HUB', 'HF_HUBS', 'ENCODERS',
-           'check_mel', 'check_wave', 'state_dict_diff', 'load_state_strict', 'AudioEncoder', 'random_crops',
-           'ColaHead', 'sincos_1d', 'opera_pos_embed', 'PatchEmbed', 'Mlp', 'Attention', 'Block', 'window_partition',
-           'window_reverse', 'relative_coords_log', 'shift_attn_mask', 'WindowAttention', 'SwinCRBlock',
-           'random_masking', 'patchify', 'unpatchify', 'masked_mse', 'OperaGTConfig', 'OperaGT', 'is_encoder_key',
-           'count_params', 'read_checkpoint', 'lightning_checkpoint', 'lightning_state_dict', 'load_opera_checkpoint',
-           'resample', 'hf_load', 'HFAudioEncoder', 'masked_time_mean', 'ClapEncoder', 'OpenSmileEncoder',
-           'peak_memory_during', 'train_state_mb', 'bench_train_step', 'resolve_path', 'EncoderEntry', 'local_hub',
-           'hub_cache', 'hub_hint', 'random_init', 'load_opera_gt', 'load_hf', 'tiny_hf', 'tiny_audiomae',
-           'checkpoint_kind', 'load_encoder']
+__all__ = ['CONFIG_NAME', 'WEIGHTS_NAME', 'REGISTRY_MODULES', 'OPERA_PRESETS', 'ENCODER_KEYS', 'OPERA_HUB', 'HF_HUBS',
+           'AUDIOMAE_FBANK', 'ENCODERS', 'check_mel', 'check_wave', 'state_dict_diff', 'load_state_strict',
+           'AudioEncoder', 'random_crops', 'ColaHead', 'sincos_1d', 'opera_pos_embed', 'PatchEmbed', 'Mlp', 'Attention',
+           'Block', 'window_partition', 'window_reverse', 'relative_coords_log', 'shift_attn_mask', 'WindowAttention',
+           'SwinCRBlock', 'random_masking', 'patchify', 'unpatchify', 'masked_mse', 'OperaGTConfig', 'OperaGT',
+           'is_encoder_key', 'count_params', 'read_checkpoint', 'lightning_checkpoint', 'lightning_state_dict',
+           'load_opera_checkpoint', 'resample', 'hf_load', 'HFAudioEncoder', 'masked_time_mean', 'ClapEncoder',
+           'OpenSmileEncoder', 'peak_memory_during', 'train_state_mb', 'bench_train_step', 'resolve_path',
+           'EncoderEntry', 'local_hub', 'hub_cache', 'hub_hint', 'random_init', 'load_opera_gt', 'load_hf', 'tiny_hf',
+           'tiny_audiomae', 'kaldi_mel_banks', 'fbank_frames', 'audiomae_fbank', 'audiomae_state_dict',
+           'load_audiomae_checkpoint', 'checkpoint_kind', 'load_encoder']
 
 # %% ../nbs/06_encoders.ipynb #327412d0
 def check_mel(mel, n_mels:int, max_frames:int|None=None, min_frames:int=1, who:str='encoder')->torch.Tensor:
@@ -108,6 +109,10 @@ def input_spec(self:AudioEncoder)->dict:
     "What `embed` and `ssl_loss` take."
     if self.input_kind == 'waveform':
         return dict(kind='waveform', shape='(B, N)', sample_rate=self.sample_rate)
+    if self.input_kind == 'fbank':
+        return dict(kind='fbank', shape=f'(B, T, {self.n_mels})', n_mels=self.n_mels, min_frames=self.min_frames,
+                    max_frames=self.max_frames, sample_rate=self.sample_rate,
+                    values="AudioMAE's normalised Kaldi fbank (acula.encoders.audiomae_fbank); or (B, N) waveforms")
     return dict(kind='logmel', shape=f'(B, T, {self.n_mels})', n_mels=self.n_mels, min_frames=self.min_frames,
                 max_frames=self.max_frames, sample_rate=self.sample_rate,
                 values='[0, 1] (acula.audio.LogMel)')
@@ -447,6 +452,7 @@ class OperaGTConfig:
     mask_ratio:float = 0.7     # fraction of patches removed for the SSL loss
     norm_pix_loss:bool = False # standardise each target patch
     ssl:str = 'mae'            # SSL loss: 'mae' (masked reconstruction), 'cola' or 'none'
+    front_end:str = 'logmel'   # input: 'logmel' (acula.audio.LogMel) or 'fbank' (AudioMAE's Kaldi fbank)
     def __post_init__(self):
         for k in ('feat_size', 'window', 'shift'): object.__setattr__(self, k, tuple(getattr(self, k)))
         self._validate()
@@ -456,6 +462,10 @@ class OperaGTConfig:
 def _validate(self:OperaGTConfig):
     "Refuse settings the architecture cannot run."
     H, W = self.feat_size
+    if self.front_end not in ('logmel', 'fbank'):
+        raise ConfigError(f"front_end must be 'logmel' or 'fbank', not {self.front_end!r}")
+    if self.front_end == 'fbank' and self.n_mels != 128:
+        raise ConfigError(f"front_end 'fbank' (AudioMAE's) has 128 mel bins, not n_mels {self.n_mels}")
     if self.n_mels % self.patch or self.max_frames % self.patch:
         raise ConfigError(f"n_mels and max_frames must be multiples of patch {self.patch}")
     if H * W != self.dec_dim:
@@ -493,9 +503,9 @@ def small(cls:OperaGTConfig, **kw)->OperaGTConfig:
 # %% ../nbs/06_encoders.ipynb #70e5e85a
 @patch(cls_method=True)
 def audiomae_vitb(cls:OperaGTConfig, **kw)->OperaGTConfig:
-    "AudioMAE-style ViT-B/16 on (≤1024, 128) log-mels with a 512-d Swin decoder."
+    "AudioMAE's ViT-B/16 on its (≤1024, 128) Kaldi fbank, with its 512-d Swin decoder."
     vitb = dict(n_mels=128, max_frames=1024, patch=16, embed_dim=768, depth=12, heads=12, dec_dim=512,
-                feat_size=(64, 8), mask_ratio=0.8, norm_pix_loss=True)
+                feat_size=(64, 8), mask_ratio=0.8, norm_pix_loss=True, front_end='fbank')
     return cls(**{**vitb, **kw})
 
 # %% ../nbs/06_encoders.ipynb #97cf0140
@@ -526,6 +536,7 @@ class OperaGT(AudioEncoder):
         c = self.settings = OperaGTConfig.get(config, **kw)
         self.cfg = asdict(c)
         self.n_mels, self.max_frames, self.patch, self.min_frames = c.n_mels, c.max_frames, c.patch, c.patch
+        self.input_kind = c.front_end  # 'logmel', or 'fbank' for AudioMAE
         self.dim = c.embed_dim
         self.mask_ratio, self.norm_pix_loss, self.feat_size = c.mask_ratio, c.norm_pix_loss, c.feat_size
         self._build_encoder()
@@ -610,7 +621,9 @@ def audiomae_vitb(cls:OperaGT, **kw)->OperaGT:
 # %% ../nbs/06_encoders.ipynb #3b1e00e5
 @patch
 def check_input(self:OperaGT, mel)->torch.Tensor:
-    "Validate `(B, T, n_mels)` log-mels, 4 ≤ T ≤ max_frames; drop frames that fill no patch."
+    "Validate `(B, T, n_mels)` inputs, 4 ≤ T ≤ max_frames; drop frames that fill no patch."
+    if self.input_kind == 'fbank' and torch.as_tensor(mel).ndim == 2:  # waveforms: AudioMAE's own front end
+        mel = audiomae_fbank(check_wave(mel, 'OperaGT'))[:, :self.max_frames]
     mel = check_mel(mel, self.n_mels, self.max_frames, self.min_frames, 'OperaGT')
     return mel[:, :mel.shape[1] - mel.shape[1] % self.patch]
 
@@ -716,16 +729,19 @@ def _refused_globals(path:Path)->list:
     except Exception: return []
 
 # %% ../nbs/06_encoders.ipynb #37831c3a
-def read_checkpoint(path, trust:bool=False)->dict:
-    "Load a torch/Lightning checkpoint on CPU, weights-only (plus Lightning's `AttributeDict`)."
+def read_checkpoint(path, trust:bool=False,
+                    allow:tuple=(), # further classes the weights-only load may build (e.g. argparse.Namespace)
+                   )->dict:
+    "Load a torch/Lightning checkpoint on CPU, weights-only (plus Lightning's `AttributeDict` and `allow`)."
     path = Path(path)
     if not path.is_file(): raise CheckpointError("no such checkpoint file", path)
     try:
         if trust: return torch.load(path, map_location='cpu', weights_only=False)
-        with torch.serialization.safe_globals([(dict, n) for n in _LIGHTNING_DICTS]):
+        with torch.serialization.safe_globals([(dict, n) for n in _LIGHTNING_DICTS] + list(allow)):
             return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
-        bad = [g for g in _refused_globals(path) if g not in _LIGHTNING_DICTS]
+        ok = _LIGHTNING_DICTS + tuple(f"{c.__module__}.{c.__qualname__}" for c in allow)
+        bad = [g for g in _refused_globals(path) if g not in ok]
         if bad:
             raise CheckpointError(f"refused to unpickle {', '.join(bad)} (weights_only load); "
                                   "use trust=True only for a file of known origin", path) from None
@@ -1085,16 +1101,18 @@ def random_init(name:str, what:str='the official architecture',
 # %% ../nbs/06_encoders.ipynb #2965069b
 OPERA_HUB = 'evelyn0414/OPERA'  # the official OPERA checkpoints (looked for in the local cache only)
 
-def load_opera_gt(checkpoint=None, # an official-layout Lightning .ckpt; None: the cache, else random init
+def load_opera_gt(checkpoint=None, # a Lightning .ckpt (or AudioMAE's .pth); None: the cache, else random init
                   config='paper', hub_file:str|None='encoder-operaGT.ckpt', **kw)->OperaGT:
     "OPERA-GT (`config` preset) from a Lightning .ckpt or the local cache, else a warned random init."
     ck = checkpoint if checkpoint is not None else (hub_file and local_hub(OPERA_HUB, hub_file))
     if not ck:
-        none = (f"No official file has this layout; give a Lightning .ckpt of the {config} preset "
-                "(`checkpoint=`).")
+        mae = " or AudioMAE's official pretrained.pth" if config == 'audiomae_vitb' else ''
+        none = (f"No official file is on the hub for this layout; give a Lightning .ckpt of the {config} preset"
+                f"{mae} (`checkpoint=`).")
         random_init(f'OPERA-GT ({config})', hub=(OPERA_HUB, hub_file) if hub_file else None,
                     where=None if hub_file else none)
     model = OperaGT(config, **kw)
+    if ck and Path(ck).suffix == '.pth': return load_audiomae_checkpoint(ck, model)
     return load_opera_checkpoint(ck, model) if ck else model
 
 
@@ -1145,6 +1163,58 @@ def tiny_audiomae(**kw)->OperaGT:
     small = dict(max_frames=256, embed_dim=32, depth=1, heads=2, dec_dim=32, dec_depth=1, dec_heads=2,
                  feat_size=(8, 4), meta_hidden=16)
     return OperaGT('audiomae_vitb', **{**small, **kw})
+
+# %% ../nbs/06_encoders.ipynb #eab160eb
+AUDIOMAE_FBANK = dict(sr=16000, win=400, hop=160, n_fft=512, n_mels=128, fmin=20., preemph=0.97,
+                      mean=-4.2677393, std=4.5689974)  # torchaudio's Kaldi defaults + AudioMAE's settings
+
+def kaldi_mel_banks(n_mels:int=128, n_fft:int=512, sr:int=16000, fmin:float=20.)->torch.Tensor:
+    "Kaldi's triangular filters `(n_fft//2 + 1, n_mels)` on the 1127·ln(1 + f/700) scale, fmin to Nyquist."
+    mel = lambda f: 1127. * torch.log1p(torch.as_tensor(f, dtype=torch.float64) / 700.)
+    lo, hi = mel(fmin), mel(sr / 2)
+    edge = lo + (hi - lo) / (n_mels + 1) * torch.arange(n_mels + 2, dtype=torch.float64)
+    m = mel(sr / n_fft * torch.arange(n_fft // 2, dtype=torch.float64))[:, None]
+    up, down = (m - edge[:-2]) / (edge[1:-1] - edge[:-2]), (edge[2:] - m) / (edge[2:] - edge[1:-1])
+    return F.pad(torch.minimum(up, down).clamp(min=0), (0, 0, 0, 1)).float()  # no filter on the Nyquist bin
+
+def fbank_frames(n_samples:int)->int:
+    "Frames of AudioMAE's fbank of `n_samples` samples (only whole 400-sample frames, every 160)."
+    c = AUDIOMAE_FBANK
+    return 1 + (int(n_samples) - c['win']) // c['hop'] if n_samples >= c['win'] else 0
+
+# %% ../nbs/06_encoders.ipynb #7fd497f1
+def audiomae_fbank(wav:torch.Tensor, # (B, N) 16 kHz waveforms, N ≥ 400
+                  )->torch.Tensor:
+    "AudioMAE's input `(B, T, 128)`: the Kaldi fbank of each mean-removed clip, normalised as in pre-training."
+    c, wav = AUDIOMAE_FBANK, torch.as_tensor(wav).float()
+    if wav.ndim != 2 or wav.shape[1] < c['win']:
+        raise ConfigError(f"audiomae_fbank takes (B, N ≥ {c['win']}) 16 kHz waveforms, got {tuple(wav.shape)}")
+    x = (wav - wav.mean(1, keepdim=True)).unfold(1, c['win'], c['hop'])  # (B, T, 400)
+    x = x - x.mean(-1, keepdim=True)                                       # each frame's DC offset
+    x = x - c['preemph'] * torch.cat([x[..., :1], x[..., :-1]], -1)        # pre-emphasis
+    x = x * torch.hann_window(c['win'], periodic=False, device=x.device)
+    power = torch.fft.rfft(x, n=c['n_fft']).abs().pow(2)                   # (B, T, 257)
+    mel = power @ kaldi_mel_banks(c['n_mels'], c['n_fft'], c['sr'], c['fmin']).to(x.device)
+    logf = mel.clamp(min=torch.finfo(torch.float32).eps).log()
+    return (logf - c['mean']) / (2 * c['std'])
+
+# %% ../nbs/06_encoders.ipynb #0cd571df
+def audiomae_state_dict(path)->dict:
+    "The `'model'` state dict of an AudioMAE checkpoint (`pretrained.pth`), read weights-only."
+    import argparse
+    ck = read_checkpoint(path, allow=(argparse.Namespace,))
+    sd = ck.get('model') if isinstance(ck, dict) else None
+    if not isinstance(sd, dict):
+        top = _listing(ck.keys()) if isinstance(ck, dict) else type(ck).__name__
+        raise CheckpointError(f"no 'model' entry, so not an AudioMAE checkpoint (top-level keys: {top})", path)
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if bad: raise CheckpointError(f"'model' entries that are not tensors: {_listing(bad)}", path)
+    return sd
+
+def load_audiomae_checkpoint(path, model:OperaGT|None=None)->OperaGT:
+    "Load AudioMAE's `pretrained.pth` strictly into `model` (default the `audiomae_vitb` preset), eval mode."
+    model = OperaGT('audiomae_vitb') if model is None else model
+    return load_state_strict(model, {k: v.float() for k, v in audiomae_state_dict(path).items()}, path).eval()
 
 # %% ../nbs/06_encoders.ipynb #6c5d4970
 ENCODERS = {

@@ -16,21 +16,23 @@ from .core import (AculaError, ConfigError, CheckpointError, RunDir, atomic_writ
                         get_device, get_precision, record_stage, progress, get_logger, versions, file_lock,
                         cli_main)
 from .audio import TRAIN_SAMPLES
-from .features import MelCache, WaveCache, mel_settings, wave_settings, nonfinite_rows, _sha
-from .encoders import AudioEncoder, OperaGT, load_opera_checkpoint
+from .features import (MelCache, WaveCache, mel_settings, wave_settings, wave_variants, nonfinite_rows,
+                            _sha)
+from .encoders import (AudioEncoder, OperaGT, load_opera_checkpoint, AUDIOMAE_FBANK, audiomae_fbank,
+                            fbank_frames)
 import acula.wave_encoders  # registers VGGish and QwenOmniAudio for AudioEncoder.from_pretrained
 from .teachers import TextEmbeddingCache, cached_teachers, MINILM
 from .align import AcuLa, alignment_loss, ALIGN_LOSSES, MIN_ROWS
 
 # %% auto #0
-__all__ = ['MODES', 'KIT_MAE_NOTE', 'STAGE_LABELS', 'EXPORT_NAMES', 'ENCODER_PRESETS', 'ACCELERATE_PRECISION', 'CKPT_FORMAT',
-           'RESUME_FREE', 'METRIC_COLUMNS', 'MAX_SKIPPED', 'PRESETS', 'acula_align', 'acula_pretrain', 'acula_baseline',
-           'TrainConfig', 'train_device', 'report_texts', 'resolve_teacher_id', 'TrainData', 'prepare_data',
-           'build_encoder', 'SSLOnly', 'TrainModel', 'build_model', 'warmup_linear', 'make_optimizer', 'epoch_order',
-           'step_rows', 'global_gather', 'make_accelerator', 'micro_pass', 'accumulated_pass', 'optimizer_step',
-           'rng_states', 'set_rng_states', 'list_checkpoints', 'save_checkpoint', 'load_checkpoint',
-           'latest_checkpoint', 'resume_config', 'metrics_path', 'export_model', 'Trainer', 'fit', 'pretrain',
-           'baseline', 'cli_config', 'train_cli', 'train_command']
+__all__ = ['MODES', 'KIT_MAE_NOTE', 'STAGE_LABELS', 'EXPORT_NAMES', 'ENCODER_PRESETS', 'INPUT_CACHES', 'ACCELERATE_PRECISION',
+           'CKPT_FORMAT', 'RESUME_FREE', 'METRIC_COLUMNS', 'MAX_SKIPPED', 'PRESETS', 'acula_align', 'acula_pretrain',
+           'acula_baseline', 'TrainConfig', 'train_device', 'report_texts', 'resolve_teacher_id', 'TrainData',
+           'fbank_settings', 'FbankCache', 'prepare_data', 'build_encoder', 'SSLOnly', 'TrainModel', 'build_model',
+           'warmup_linear', 'make_optimizer', 'epoch_order', 'step_rows', 'global_gather', 'make_accelerator',
+           'micro_pass', 'accumulated_pass', 'optimizer_step', 'rng_states', 'set_rng_states', 'list_checkpoints',
+           'save_checkpoint', 'load_checkpoint', 'latest_checkpoint', 'resume_config', 'metrics_path', 'export_model',
+           'Trainer', 'fit', 'pretrain', 'baseline', 'cli_config', 'train_cli', 'train_command']
 
 # %% ../nbs/09_train.ipynb #fe0a22c9
 MODES = ('align', 'pretrain', 'baseline')
@@ -199,7 +201,7 @@ class TrainData:
     text_rows:np.ndarray|None = None
     text:np.ndarray|None = None
     teacher_id:str|None = None
-    kind:str = 'logmel'              # what `mels` holds: 'logmel' (N, V, T, 64) or 'waveform' (N, V, S)
+    kind:str = 'logmel'              # `mels`: 'logmel' (N, V, T, 64), 'fbank' (N, V, T, 128), 'waveform' (N, V, S)
     def __len__(self): return len(self.ids)
     @property
     def text_dim(self)->int|None: return None if self.text is None else int(self.text.shape[1])
@@ -255,15 +257,34 @@ def _text_rows(run:RunDir, cfg:TrainConfig, ids:list)->tuple:
                   "delete this folder and embed the reports again (acula.teachers.cache_reports)")
     return tid, cache, rows
 
+# %% ../nbs/09_train.ipynb #9d268df5
+def fbank_settings(n_samples:int=TRAIN_SAMPLES, augment:bool=True, crop:str='start', seed:int=0)->dict:
+    "Every setting that changes the cached AudioMAE fbanks (as `mel_settings`, with AudioMAE's front end)."
+    s = mel_settings(n_samples, augment, crop, seed)
+    return {**s, 'frames': fbank_frames(n_samples), 'n_mels': AUDIOMAE_FBANK['n_mels'], 'kind': 'fbank',
+            'front_end': 'acula.encoders.audiomae_fbank', 'fbank': dict(AUDIOMAE_FBANK)}
+
+class FbankCache(MelCache):
+    "AudioMAE's fbanks `(N, V, T, 128)` of a run's recordings (and their augmented variants), memory-mapped fp16."
+    stem, what = 'fbank', 'AudioMAE fbanks'
+    def _front_end(self, device): return None
+    def _compute(self, waves:torch.Tensor, front)->torch.Tensor:
+        v = wave_variants(waves, self.settings['variants'])                  # (B, V, N)
+        return audiomae_fbank(v.flatten(0, 1)).unflatten(0, tuple(v.shape[:2]))  # (B, V, T, 128)
+
+INPUT_CACHES = {'logmel': (MelCache, mel_settings, 'the spectrogram cache'),
+                'fbank': (FbankCache, fbank_settings, 'the fbank cache'),
+                'waveform': (WaveCache, wave_settings, 'the waveform cache')}
+
 # %% ../nbs/09_train.ipynb #97b9a926
 def prepare_data(cfg:TrainConfig, run, # the settings and the run folder
                  world:int=1, is_main:bool=True, wait=None, # processes, whether this is the main one, a barrier
                  show_progress:bool=True,
-                 kind:str='logmel', # the encoder's input: 'logmel' or 'waveform' (`input_spec['kind']`)
+                 kind:str='logmel', # the encoder's input: 'logmel', 'fbank' or 'waveform' (`input_spec['kind']`)
                 )->TrainData:
     "Check the run's inputs, build (or reuse) the caches; the training rows."
-    if kind not in ('logmel', 'waveform'):
-        raise ConfigError(f"kind must be 'logmel' or 'waveform', not {kind!r}")
+    if kind not in INPUT_CACHES:
+        raise ConfigError(f"kind must be one of {list(INPUT_CACHES)}, not {kind!r}")
     from acula.datasets import load_recordings
     run = run if isinstance(run, RunDir) else RunDir(run, create=False)
     df = load_recordings(run)
@@ -271,7 +292,7 @@ def prepare_data(cfg:TrainConfig, run, # the settings and the run folder
     ids = train.id.tolist()
     _check_counts(len(ids), cfg, world)
     tid, cache, trows = _text_rows(run, cfg, ids) if cfg.mode == 'align' else (None, None, None)
-    Cache, settings = (WaveCache, wave_settings) if kind == 'waveform' else (MelCache, mel_settings)
+    Cache, settings, what = INPUT_CACHES[kind]
     mc = Cache(run, df.id.tolist(), settings(cfg.n_samples, cfg.augment, cfg.crop, cfg.seed))
     if is_main and not mc.complete: mc.build(df.path.tolist(), show_progress=show_progress)
     if wait is not None: wait()
@@ -283,7 +304,6 @@ def prepare_data(cfg:TrainConfig, run, # the settings and the run folder
     _check_counts(len(keep), cfg, world, 'readable recordings')
     sel = [ids[k] for k in keep]
     mel_rows = np.array([mc.row[i] for i in sel])
-    what = 'the waveform cache' if kind == 'waveform' else 'the spectrogram cache'
     _check_finite(mc.array, mel_rows, sel, what, mc.folder, "delete the folder to rebuild")
     return TrainData(sel, mel_rows, mc.array, tuple(mc.settings['variants']),
                      None if trows is None else trows[keep], None if cache is None else cache.array, tid, kind)
@@ -320,12 +340,13 @@ def _encoder_from(src:str, cfg:TrainConfig, run:RunDir)->AudioEncoder:
     raise ConfigError(f"encoder {src!r} is not one of {names}, 'pretrained', a .ckpt file or a folder")
 
 def _check_input_kind(enc:AudioEncoder, cfg:TrainConfig):
-    "ConfigError unless the loop can feed `enc`: 64-band log-mels of the clip's frames, or 16 kHz waveforms."
-    spec, frames = enc.input_spec, 1 + cfg.n_samples // 512
+    "ConfigError unless the loop can feed `enc`: 64-band log-mels, AudioMAE fbanks or 16 kHz waveforms."
+    spec, frames, fb = enc.input_spec, 1 + cfg.n_samples // 512, fbank_frames(cfg.n_samples)
     if spec['kind'] == 'waveform' and enc.sample_rate == 16000: return
     if spec['kind'] == 'logmel' and enc.n_mels == 64 and (enc.max_frames or frames) >= frames: return
-    raise ConfigError(f"{type(enc).__name__} takes {spec}; the loop feeds (B, {frames}, 64) log-mels or "
-                      f"(B, {cfg.n_samples}) waveforms at 16 kHz")
+    if spec['kind'] == 'fbank' and enc.n_mels == 128 and (enc.max_frames or fb) >= fb: return
+    raise ConfigError(f"{type(enc).__name__} takes {spec}; the loop feeds (B, {frames}, 64) log-mels, "
+                      f"(B, {fb}, 128) AudioMAE fbanks or (B, {cfg.n_samples}) waveforms at 16 kHz")
 
 # %% ../nbs/09_train.ipynb #7b5aaa9e
 def build_encoder(cfg:TrainConfig, run:RunDir)->AudioEncoder:
