@@ -169,9 +169,10 @@ def ablations(run, grid, **kw)->pd.DataFrame:
 # %% ../nbs/14a_ablations.ipynb #27cbd120
 PAPER_BACKBONES = ('opera-gt', 'opera-ct', 'opera-ce', 'vggish', 'audiomae', 'clap', 'qwen-omni')
 
-def _vi_rows(backbone:str, rows:list)->list:
-    "Rows of one backbone: pre-trained vs aligned per task, intervals and the paired difference."
-    by, out = {(r['encoder'], r['task']): r for r in rows}, []
+def _vi_rows(backbone:str, rows:list, skipped=())->list:
+    "Rows of one backbone: pre-trained vs aligned per task, intervals, paired difference; skips with reasons."
+    by, out, why = {(r['encoder'], r['task']): r for r in rows}, [], {}
+    for s in skipped: why.setdefault(s.task, []).append(f"{s.encoder}: {s.reason}")
     for t in dict.fromkeys(r['task'] for r in rows):
         pre, ali = by.get(('pretrained', t), {}), by.get(('aligned', t), {})
         g = lambda r, k: r.get(k, np.nan)
@@ -180,9 +181,8 @@ def _vi_rows(backbone:str, rows:list)->list:
                         pretrained=g(pre, 'mean'), pre_lo=g(pre, 'lo'), pre_hi=g(pre, 'hi'),
                         acula=g(ali, 'mean'), acula_lo=g(ali, 'lo'), acula_hi=g(ali, 'hi'),
                         diff=g(ali, 'diff'), diff_lo=g(ali, 'diff_lo'), diff_hi=g(ali, 'diff_hi'),
-                        p_value=g(ali, 'p_value'),
-                        skipped=''))
-    return out
+                        p_value=g(ali, 'p_value'), skipped='; '.join(why.pop(t, []))))
+    return out + [dict(backbone=backbone, task=t, skipped='; '.join(r)) for t, r in why.items()]
 
 def table_vi(run, encoders=PAPER_BACKBONES, **kw)->pd.DataFrame:
     "Per backbone and task: pre-trained vs AcuLa probe, intervals, paired difference (ablation `encoder-*`)."
@@ -193,6 +193,6 @@ def table_vi(run, encoders=PAPER_BACKBONES, **kw)->pd.DataFrame:
         except AculaError as e:
             rows.append(dict(backbone=str(enc), task=None, skipped=f"{type(e).__name__}: {e}"))
             continue
-        rows += _vi_rows(str(enc), a['rows'])
+        rows += _vi_rows(str(enc), a['rows'], a['skipped'])
     return pd.DataFrame(rows)
 
