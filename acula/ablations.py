@@ -184,15 +184,21 @@ def _vi_rows(backbone:str, rows:list, skipped=())->list:
                         p_value=g(ali, 'p_value'), skipped='; '.join(why.pop(t, []))))
     return out + [dict(backbone=backbone, task=t, skipped='; '.join(r)) for t, r in why.items()]
 
-def table_vi(run, encoders=PAPER_BACKBONES, **kw)->pd.DataFrame:
+def _backbones(encoders)->list:
+    "(label, encoder spec) pairs: a {label: spec} dict, else each spec labelled by itself."
+    if isinstance(encoders, dict): return [(str(k), v) for k, v in encoders.items()]
+    return [(str(e), e) for e in encoders]
+
+def table_vi(run, encoders=PAPER_BACKBONES, # specs (names, folders, .ckpt files) or a {label: spec} dict
+             **kw)->pd.DataFrame:
     "Per backbone and task: pre-trained vs AcuLa probe, intervals, paired difference (ablation `encoder-*`)."
     from acula.core import AculaError
     rows = []
-    for enc in encoders:
-        try: a = ablation(run, f"encoder-{_slug(enc)}", **{**kw, 'encoder': str(enc)})
+    for label, enc in _backbones(encoders):
+        try: a = ablation(run, f"encoder-{_slug(label)}", **{**kw, 'encoder': str(enc)})
         except AculaError as e:
-            rows.append(dict(backbone=str(enc), task=None, skipped=f"{type(e).__name__}: {e}"))
+            rows.append(dict(backbone=label, task=None, skipped=f"{type(e).__name__}: {e}"))
             continue
-        rows += _vi_rows(str(enc), a['rows'], a['skipped'])
+        rows += _vi_rows(label, a['rows'], a['skipped'])
     return pd.DataFrame(rows)
 
