@@ -4,7 +4,8 @@
 Builds a small run (or takes --run), starts JupyterLab on 127.0.0.1 with a token on a free port (ACULA_RUN set
 for the kernel), opens a copy of nbs/tutorials/explore.ipynb, runs all cells from the Run menu, and checks the
 RetrievalExplorer: spectrogram, audio player and report list render; choosing another clip changes the
-retrieved list; a typed sentence brings clips back. Screenshots go to <run>/eval/screenshots/. Everything it
+retrieved list; a typed sentence brings clips back; in the UMAP view a clicked point opens its clip and a
+lasso lists its clips. Screenshots go to <run>/eval/screenshots/. Everything it
 starts is stopped, also on failure; a failure prints the step and exits 1.
 
     python .ci/browser.py [--run RUN] [--timeout 240]
@@ -182,11 +183,64 @@ def drive(page, url:str, shots:Path, timeout_s:float)->dict:
         page.locator('.acula-query-button').first.click()
         page.wait_for_selector('.acula-text-results .acula-item', timeout=ms)
         n = page.locator('.acula-text-results .acula-item').count()
-        players = page.locator('.acula-text-results ~ * audio, .acula-text-results + * audio').count()
-        out['clips_found'], out['players_found'] = n, players
+        try:                                          # the rows are their own widgets: they can come later
+            page.wait_for_function("n => document.querySelectorAll('.acula-text-clip audio').length >= n &&"
+                                   " document.querySelectorAll('.acula-text-clip .js-plotly-plot').length >= n",
+                                   arg=n, timeout=ms)
+        except Exception: pass                        # the counts below say what is missing
+        rows = page.locator('.acula-text-clip')
+        players, specs = rows.locator('audio').count(), rows.locator('.js-plotly-plot').count()
+        if (players, specs) != (n, n):
+            raise StepFailed(f"{n} clips found but {specs} spectrograms and {players} players beside them")
+        out['clips_found'], out['players_found'], out['spectrograms_found'] = n, players, specs
         out['text_source'] = page.locator('.acula-text-results h4').first.inner_text()
         shot('03_text_query.png', page.locator('.acula-text-results').first)
     step('type a sentence and check clips come back', text_query)
+    plot_sel = '.acula-umap .js-plotly-plot'
+    def umap_ready():
+        page.wait_for_selector(f'{plot_sel} .scatterlayer .trace .point', timeout=ms)
+        page.locator(plot_sel).first.scroll_into_view_if_needed()
+        out['umap_points'] = page.locator(f'{plot_sel} .scatterlayer .trace .point').count()
+    step('wait for the UMAP view (plotly FigureWidget)', umap_ready)
+    def chosen():
+        return page.evaluate("() => { const s = document.querySelector('.acula-clip select');"
+                             " return s.options[s.selectedIndex].text; }")
+    def picked(pattern):
+        page.wait_for_function("re => new RegExp(re).test(document.querySelector('.acula-picked')?.innerText"
+                               " || '')", arg=pattern, timeout=ms)
+        return page.evaluate("() => [...document.querySelectorAll('.acula-picked li')].map(e => e.innerText)")
+    def umap_click():
+        before = chosen()
+        page.locator(plot_sel).first.scroll_into_view_if_needed()
+        pts = page.evaluate(f"""() => [...document.querySelectorAll('{plot_sel} .scatterlayer .trace')]
+            .map((t, k) => [...t.querySelectorAll('.point')].map(p => {{ const r = p.getBoundingClientRect();
+            return [k, r.x + r.width / 2, r.y + r.height / 2]; }})).flat()""")
+        if not pts: raise StepFailed("the UMAP view has no points to click")
+        for k, x, y in pts:                          # the first point whose clip is not the one shown
+            page.mouse.move(x, y); page.mouse.click(x, y)
+            ids = picked(r'1 selected clip')
+            if ids and ids[0] != before: break
+        if chosen() != ids[0]:
+            raise StepFailed(f"clicked point lists {ids[0]} but the explorer shows {chosen()}")
+        out['umap_click'] = dict(before=before, after=ids[0])
+        shot('05_umap_click.png', page.locator('.acula-umap').first)
+        shot('05b_umap_click_explorer.png', page.locator('.acula-clip').first)   # the clip it opened
+    step('click a UMAP point and check the explorer opens its clip', umap_click)
+    def umap_lasso():
+        page.locator(plot_sel).first.scroll_into_view_if_needed()   # the last screenshot scrolled away
+        r = page.locator(f'{plot_sel} .nsewdrag').first.bounding_box()
+        x0, y0, x1, y1 = r['x'] + 3, r['y'] + 3, r['x'] + r['width'] - 3, r['y'] + r['height'] - 3
+        page.mouse.move(x0, y0); page.mouse.down()
+        for x, y in [(x1, y0), (x1, y1), (x0, y1), (x0, y0 + 5)]:   # a lasso round the whole plot area
+            page.mouse.move(x, y, steps=12)
+        page.mouse.up()
+        ids = picked(r'\d+ selected clips')
+        if len(ids) < 2: raise StepFailed(f"a lasso round every point listed {len(ids)} clip(s)")
+        if chosen() != ids[0]:
+            raise StepFailed(f"the lasso lists {ids[0]} first but the explorer shows {chosen()}")
+        out['umap_lasso_clips'] = len(ids)
+        shot('06_umap_lasso.png', page.locator('.acula-umap').first)
+    step('lasso UMAP points and check they are listed and the first is opened', umap_lasso)
     shot('04_page.png')
     return out
 

@@ -166,21 +166,28 @@ def clip_mel(state:ExploreState, clip_id:str)->np.ndarray:
     return logmel_librosa(load_audio(state.pool['path'][_row(state, clip_id)]))
 
 # %% ../nbs/13_explore.ipynb #1b121b2b
-def _spec_widget(state:ExploreState, clip_id:str):
-    "The clip's spectrogram as a plotly FigureWidget, or an HTML placeholder when acula.viz is missing."
-    import ipywidgets as W
-    try: from acula.viz import spectrogram_figure
-    except ImportError:
-        return W.HTML("<div class='acula-spec-missing'>spectrogram view needs <code>acula.viz</code> "
-                      "(spectrogram_figure), which this installation lacks</div>")
+def _spec_widget(state:ExploreState, clip_id:str, **layout):
+    "The clip's spectrogram (`acula.viz.spectrogram_figure`) as a plotly FigureWidget; `layout` resizes it."
     import plotly.graph_objects as go
-    return go.FigureWidget(spectrogram_figure(clip_mel(state, clip_id), title=str(clip_id)))
+    from acula.viz import spectrogram_figure
+    fig = spectrogram_figure(clip_mel(state, clip_id), title=str(clip_id))
+    return go.FigureWidget(fig.update_layout(**layout))
 
 def _audio_widget(state:ExploreState, clip_id:str):
     "An ipywidgets Audio player of the clip's file."
     import ipywidgets as W
     p = Path(state.pool['path'][_row(state, clip_id)])
     return W.Audio(value=p.read_bytes(), format=p.suffix.lstrip('.').lower() or 'wav', autoplay=False)
+
+def _clip_row(state:ExploreState, rank:int, clip_id:str):
+    "One text → clips result: a small spectrogram beside the clip's id and player."
+    import ipywidgets as W
+    spec = _spec_widget(state, clip_id, height=190, width=460, margin=dict(l=40, r=10, t=35, b=35))
+    side = W.VBox([W.HTML(f"<b>#{rank} · {html.escape(str(clip_id))}</b>"), _audio_widget(state, clip_id)])
+    row = W.HBox([spec, side])
+    row.add_class('acula-text-clip')
+    return row
+
 
 # %% ../nbs/13_explore.ipynb #92198928
 class RetrievalExplorer:
@@ -246,13 +253,13 @@ def _filter(self:RetrievalExplorer):
 # %% ../nbs/13_explore.ipynb #8aaf50c7
 @patch
 def search(self:RetrievalExplorer, sentence:str)->pd.DataFrame|None:
-    "Show the top-k clips for a sentence (reports and players); the result table."
+    "Show the top-k clips for a sentence (reports; spectrograms and players); the result table."
     try: res = query_text(self.state, sentence, self.k)
     except ConfigError as e:
         self.found.value, self.players.children = f"<p class='acula-error'>{html.escape(str(e))}</p>", []
         return None
     self.found.value = results_html(res, f"top {self.k} clips (sentence from the {res['source'][0]})")
-    self.players.children = [_audio_widget(self.state, c) for c in res['id']]
+    self.players.children = [_clip_row(self.state, r, c) for r, c in zip(res['rank'], res['id'])]
     self.last_text = res
     return res
 
@@ -336,7 +343,11 @@ def umap_view(self:RetrievalExplorer, color:str|None=None, seed:int=0, **umap_kw
                            title=f"{self.state.name}: {len(st.pool)} clips and their reports (UMAP)",
                            legend=dict(orientation='h', y=-0.05), margin=dict(l=10, r=10, t=50, b=10))
     self.fig.update_xaxes(showticklabels=False); self.fig.update_yaxes(showticklabels=False)
-    on = lambda tr, pts, sel: self.pick([dict(customdata=tr.customdata[i]) for i in pts.point_inds])
+    last = len(self.fig.data) - 1
+    def on(tr, pts, sel):   # plotly calls every trace once per event, in order, most of them with no points
+        if pts.trace_index == 0: self._event_points = []
+        self._event_points += [dict(customdata=tr.customdata[i]) for i in pts.point_inds]
+        if pts.trace_index == last and self._event_points: self.pick(self._event_points)
     for tr in self.fig.data: tr.on_click(on); tr.on_selection(on)
     if not hasattr(self, 'picked'): self.picked = _picked_widget()
     box = W.VBox([self.fig, self.picked])

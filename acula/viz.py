@@ -30,7 +30,8 @@ def gap_metrics(audio_emb, text_emb, seed=0) -> dict:
     a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
     t = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
     n = len(a); off = ~np.eye(n, dtype=bool)
-    def within(x): return float(np.linalg.norm(x[:, None] - x[None], axis=-1)[off].mean())
+    def within(x):   # unit rows: |xi - xj|^2 = 2 - 2 cos, from the (n, n) Gram, never an (n, n, D) array
+        return float(np.sqrt(np.clip(2 - 2 * (x @ x.T), 0, None))[off].mean())
     rng = np.random.default_rng(seed)
     perm = rng.permutation(n)
     while (perm == np.arange(n)).any(): perm = rng.permutation(n)
