@@ -12,11 +12,14 @@ from fastcore.script import call_parse, Param
 from .core import *
 
 # %% auto #0
-__all__ = ['quickstart_configs', 'quickstart_probe', 'quickstart', 'zero_shot_diversity', 'quickstart_summary',
+__all__ = ['QUICKSTART', 'quickstart_configs', 'quickstart_probe', 'quickstart', 'zero_shot_diversity', 'quickstart_summary',
            'acula_quickstart', 'acula_help', 'dataset_specs', 'build_data', 'data_summary', 'acula_data']
 
 # %% ../nbs/14_cli.ipynb #a8bfcb04
-def quickstart_configs(n:int=96, pretrain_steps:int=40, align_steps:int=40, batch_size:int=8, seed:int=0,
+QUICKSTART = dict(n=3000, pretrain_steps=2000, align_steps=300, batch_size=16)   # the measured default
+
+def quickstart_configs(n:int=QUICKSTART['n'], pretrain_steps:int=QUICKSTART['pretrain_steps'],
+                       align_steps:int=QUICKSTART['align_steps'], batch_size:int=QUICKSTART['batch_size'], seed:int=0,
                        encoder_checkpoint:str|None=None, teacher:str|None=None, device:str='cpu',
                        n_samples:int=32768)->dict:
     "The quickstart's checked 'pretrain' (None with a checkpoint), 'align' and 'baseline' TrainConfigs."
@@ -72,10 +75,10 @@ def _guard(f)->dict:
 
 # %% ../nbs/14_cli.ipynb #0f705a44
 def quickstart(run_dir, # the run folder to create or continue
-               n:int=96, # clips in the synthetic corpus
-               pretrain_steps:int=40, # optimiser steps of MAE pre-training
-               align_steps:int=40, # optimiser steps of alignment and of the audio-only baseline
-               batch_size:int=8, # clips per step
+               n:int=QUICKSTART['n'], # clips in the synthetic corpus
+               pretrain_steps:int=QUICKSTART['pretrain_steps'], # optimiser steps of MAE pre-training
+               align_steps:int=QUICKSTART['align_steps'], # steps of alignment and of the audio-only baseline
+               batch_size:int=QUICKSTART['batch_size'], # clips per step
                seed:int=0, # seeds the corpus, the report phrasing and training
                encoder_checkpoint:str|None=None, # start from this encoder (folder or .ckpt): no pre-training
                teacher:str|None=None, # teacher language model (hub id or folder); None = the bundled MiniLM
@@ -116,8 +119,10 @@ def quickstart(run_dir, # the run folder to create or continue
     encs = ('pretrained',)*(cfgs['pretrain'] is not None) + ('baseline', 'aligned')
     out['probe'] = quickstart_probe(run, encs, device=device, show_progress=show_progress)
     step('zero-shot, retrieval, gap')
-    out['zero_shot'] = _guard(lambda: dict(zip(('results', 'skipped'), zero_shot_run(run, tasks=_classification(), device=device))))
-    out['retrieval'] = _guard(lambda: retrieval_run(run, device=device))
+    for tag, frame in (('', 'none'), ('_frame', 'procrustes')):   # the paper's cosine, then the CKA-free frame
+        zs = lambda: zero_shot_run(run, tasks=_classification(), device=device, frame=frame)
+        out['zero_shot' + tag] = _guard(lambda: dict(zip(('results', 'skipped'), zs())))
+        out['retrieval' + tag] = _guard(lambda: retrieval_run(run, device=device, frame=frame))
     out['gap'] = _guard(lambda: _gap(run))
     out['seconds'] = round(time.time() - t0, 1)
     return out
@@ -179,13 +184,17 @@ def _eval_lines(r:dict)->list[str]:
     out.append(verdict(r['probe']['compare']))
     why = {s.task: s.reason for s in r['probe']['skipped']}
     out += [f"  skipped {t}: {w}" for t, w in why.items()]
-    zs, ret = r.get('zero_shot', {}), r.get('retrieval', {})
-    out += ['', 'zero-shot (aligned): ' + (zs['skipped'] if isinstance(zs.get('skipped'), str) else
-                                          ', '.join(f"{z.task} {z.summary()}" for z in zs['results']) or
-                                          f"none scored ({len(zs['skipped'])} tasks skipped)")]
-    if isinstance(zs.get('results'), list) and (d := _diversity_line(zs['results'])): out.append(d)
-    for field, m in ({'all': ret['skipped']} if 'skipped' in ret else ret).items():
-        out.append(f"retrieval ({field}): " + (m if isinstance(m, str) else _metric_text(m)))
+    for tag, how in (('', 'cosine of the heads, as in the paper'),
+                     ('_frame', 'in the frame fitted on training pairs: centred, Procrustes-rotated')):
+        if 'zero_shot' + tag not in r: continue
+        zs, ret = r['zero_shot' + tag], r.get('retrieval' + tag, {})
+        out += ['', f'zero-shot (aligned; {how}): ' + (
+            zs['skipped'] if isinstance(zs.get('skipped'), str) else
+            ', '.join(f"{z.task} {z.summary()}" for z in zs['results']) or
+            f"none scored ({len(zs['skipped'])} tasks skipped)")]
+        if isinstance(zs.get('results'), list) and (d := _diversity_line(zs['results'])): out.append(d)
+        for field, m in ({'all': ret['skipped']} if 'skipped' in ret else ret).items():
+            out.append(f"retrieval ({field}): " + (m if isinstance(m, str) else _metric_text(m)))
     g = r.get('gap', {})
     if 'metrics' in g:
         out += ['', f"modality gap on the test clips ({g['note']}):", g['metrics'].round(3).to_string()]
@@ -225,17 +234,17 @@ def quickstart_summary(r:dict, # what `quickstart` returned
 @cli_main
 @call_parse
 def acula_quickstart(run_dir:str, # the run folder to create or continue (e.g. runs/quickstart)
-                     clips:int=None, # clips in the synthetic corpus (default 96; `--n` is the older name)
-                     steps:int=None, # steps of alignment and of the baseline (default 40; or `--align_steps`)
-                     pretrain_steps:int=40, # optimiser steps of MAE pre-training
+                     clips:int=None, # clips in the synthetic corpus (default 3000; `--n` is the older name)
+                     steps:int=None, # steps of alignment and of the baseline (default 300; or `--align_steps`)
+                     pretrain_steps:int=QUICKSTART['pretrain_steps'], # optimiser steps of MAE pre-training
                      encoder_checkpoint:str=None, # start from this encoder (folder or .ckpt): no pre-training
                      teacher:str=None, # teacher language model (hub id or folder); default: the bundled MiniLM
                      device:str='cpu', # torch device ('cpu', 'cuda', 'mps')
                      n_samples:int=32768, # training crop in samples (65 frames, about 2 s)
-                     batch_size:int=8, # clips per step (at least 3: CKA needs them)
+                     batch_size:int=QUICKSTART['batch_size'], # clips per step (at least 3: CKA needs them)
                      seed:int=0, # seed of the corpus, reports and training
-                     n:int=96, # older name of --clips
-                     align_steps:int=40, # older name of --steps
+                     n:int=QUICKSTART['n'], # older name of --clips
+                     align_steps:int=QUICKSTART['align_steps'], # older name of --steps
                     )->str:
     "Run the whole kit on the synthetic corpus into `run_dir` (every stage resumes)."
     r = quickstart(run_dir, n=clips or n, pretrain_steps=pretrain_steps, align_steps=steps or align_steps,

@@ -5,6 +5,7 @@
 # %% ../nbs/11_retrieval.ipynb #d9c30ad6
 from __future__ import annotations
 import json, math, time
+from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -17,11 +18,11 @@ from .probe import (ProbeResult, Skipped, auroc, bootstrap_ci, cached_features, 
                          n_classes, task_data, write_tables)
 
 # %% auto #0
-__all__ = ['l2_normalize', 'hit_ranks', 'rank_metrics', 'chance_metrics', 'retrieval_metrics', 'retrieval_table', 'faiss_index',
-           'faiss_search', 'brute_search', 'class_descriptions', 'text_embedder', 'zero_shot_scores', 'zero_shot',
-           'aligned_model', 'teacher_id', 'text_projections', 'audio_projections', 'retrieval_run',
-           'retrieval_markdown', 'acula_retrieval', 'zero_shot_run', 'acula_zeroshot', 'bench_faiss', 'bench_eval',
-           'format_eval']
+__all__ = ['FRAMES', 'l2_normalize', 'hit_ranks', 'rank_metrics', 'chance_metrics', 'retrieval_metrics', 'retrieval_table',
+           'faiss_index', 'faiss_search', 'brute_search', 'class_descriptions', 'text_embedder', 'zero_shot_scores',
+           'zero_shot', 'aligned_model', 'teacher_id', 'text_projections', 'audio_projections', 'ModalityFrame',
+           'fit_frame', 'run_frame', 'retrieval_run', 'retrieval_markdown', 'acula_retrieval', 'zero_shot_run',
+           'acula_zeroshot', 'bench_faiss', 'bench_eval', 'format_eval']
 
 # %% ../nbs/11_retrieval.ipynb #cbbcc1d4
 def l2_normalize(x)->np.ndarray:
@@ -237,10 +238,57 @@ def audio_projections(model, features)->np.ndarray:
     z = model.audio_head(torch.as_tensor(np.asarray(features), dtype=w.dtype, device=w.device))
     return F.normalize(z.float(), dim=-1).cpu().numpy()
 
+# %% ../nbs/11_retrieval.ipynb #7ad58a0c
+@dataclass
+class ModalityFrame:
+    "Each side's mean and the rotation of centred audio onto centred text (fitted by `fit_frame`)."
+    mu_audio: np.ndarray
+    mu_text: np.ndarray
+    rotation: np.ndarray
+    def audio(self, x)->np.ndarray:
+        return l2_normalize((np.asarray(x, np.float32) - self.mu_audio) @ self.rotation)
+    def text(self, x)->np.ndarray: return l2_normalize(np.asarray(x, np.float32) - self.mu_text)
+
+def fit_frame(audio, text)->ModalityFrame:
+    "Centre each modality and fit the orthogonal Procrustes rotation of audio onto text, on matched rows."
+    a, t = np.asarray(audio, np.float64), np.asarray(text, np.float64)
+    if a.ndim != 2 or a.shape != t.shape:
+        raise ConfigError(f"fit_frame needs matched (n, D) audio and text, got {a.shape} and {t.shape}")
+    if len(a) < 2: raise ConfigError(f"fit_frame needs at least 2 pairs, got {len(a)}")
+    if not (np.isfinite(a).all() and np.isfinite(t).all()):
+        raise ConfigError("fit_frame: NaN or inf in the pairs")
+    ma, mt = a.mean(0), t.mean(0)
+    u, _, vt = np.linalg.svd((a - ma).T @ (t - mt))
+    return ModalityFrame(ma.astype(np.float32), mt.astype(np.float32), (u @ vt).astype(np.float32))
+
+# %% ../nbs/11_retrieval.ipynb #8f1ef77e
+def _index_pool(recs:pd.DataFrame)->pd.DataFrame:
+    "The recordings whose reports make the zero-shot index: all but the test split (all without splits)."
+    if recs['split'].isna().all(): return recs
+    return recs[recs['split'].notna() & (recs['split'] != 'test')]
+
+# %% ../nbs/11_retrieval.ipynb #3fe3f6b6
+def run_frame(run, m, name:str='aligned', exclude=(), device=None)->ModalityFrame:
+    "`fit_frame` on the run's index-pool pairs (audio head, text head) less the `exclude` ids."
+    from acula.datasets import load_recordings
+    pool = _index_pool(load_recordings(run))
+    pool = pool[~pool['id'].isin(list(exclude))].reset_index(drop=True)
+    if len(pool) < 2:
+        raise ConfigError(f"the frame needs 2+ training pairs outside the scored clips, not {len(pool)}")
+    X = cached_features(run, name, m.encoder, None, pool, device=str(get_device(device)))
+    return fit_frame(audio_projections(m, X), text_projections(run, m, _reports(run, pool['id'])))
+
 # %% ../nbs/11_retrieval.ipynb #5458fb32
+FRAMES = ('none', 'procrustes')
+
+def _frame(run, m, name:str, frame:str, exclude, device)->ModalityFrame|None:
+    "None for the paper's plain cosine, else the run's fitted frame (`run_frame`) without the scored clips."
+    if frame not in FRAMES: raise ConfigError(f"frame must be one of {FRAMES}, got {frame!r}")
+    return None if frame == 'none' else run_frame(run, m, name, exclude, device)
+
 def retrieval_run(run, model:str='aligned', splits=('test',), fields=('text', 'masked_text'),
-                  device=None)->dict:
-    "`retrieval_metrics` of the aligned model on the run's held-out pool, per report field."
+                  device=None, frame:str='none')->dict:
+    "`retrieval_metrics` of the aligned model on the run's held-out pool per report field, in `frame`."
     from acula.datasets import load_recordings
     run, m = RunDir(run, create=False), aligned_model(run, model)
     recs = load_recordings(run)
@@ -248,12 +296,14 @@ def retrieval_run(run, model:str='aligned', splits=('test',), fields=('text', 'm
     if len(pool) < 2:
         raise ConfigError(f"retrieval needs 2+ held-out recordings (splits {list(splits)}), not {len(pool)}")
     X = cached_features(run, model, m.encoder, None, pool, device=str(get_device(device)))
-    audio = audio_projections(m, X)
+    audio, fr = audio_projections(m, X), _frame(run, m, model, frame, pool['id'], device)
+    if fr is not None: audio = fr.audio(audio)
     out = {}
     for field in fields:
         try:
             texts = _reports(run, pool['id'], field)
-            out[field] = retrieval_metrics(audio, text_projections(run, m, texts), texts)
+            text = text_projections(run, m, texts)
+            out[field] = retrieval_metrics(audio, text if fr is None else fr.text(text), texts)
         except AculaError as e: out[field] = dict(skipped=str(e))
     return out
 
@@ -275,20 +325,16 @@ def acula_retrieval(run:str, # the run folder
                     model:str='aligned', # the aligned model in models/
                     splits:str='test', # the recordings' splits pooled as the held-out set
                     device:str='auto',
+                    frame:str='none', # 'none': plain cosine (the paper); 'procrustes': the fitted frame
                    ):
-    "Audio↔text retrieval of a run's aligned model on its held-out pool; eval/retrieval.{json,md}."
-    res = retrieval_run(run, model, tuple(x.strip() for x in splits.split(',') if x.strip()), device=device)
-    ev = Path(run)/'eval'
-    atomic_write(ev/'retrieval.json', json.dumps(res, indent=1))
+    "Audio↔text retrieval of a run's aligned model on its held-out pool; eval/retrieval[_<frame>].{json,md}."
+    res = retrieval_run(run, model, tuple(x.strip() for x in splits.split(',') if x.strip()), device=device,
+                        frame=frame)
+    ev, tag = Path(run)/'eval', '' if frame == 'none' else f'_{frame}'
+    atomic_write(ev/f'retrieval{tag}.json', json.dumps(res, indent=1))
     md = retrieval_markdown(res)
-    atomic_write(ev/'retrieval.md', md)
+    atomic_write(ev/f'retrieval{tag}.md', md)
     return md
-
-# %% ../nbs/11_retrieval.ipynb #8f1ef77e
-def _index_pool(recs:pd.DataFrame)->pd.DataFrame:
-    "The recordings whose reports make the zero-shot index: all but the test split (all without splits)."
-    if recs['split'].isna().all(): return recs
-    return recs[recs['split'].notna() & (recs['split'] != 'test')]
 
 # %% ../nbs/11_retrieval.ipynb #774efd76
 def _zero_shot_task(run, name:str, m, t:Task, pool_ids:list, pool_proj:np.ndarray, embed,
@@ -302,13 +348,17 @@ def _zero_shot_task(run, name:str, m, t:Task, pool_ids:list, pool_proj:np.ndarra
     X = cached_features(run, name, m.encoder, t, d, device=opts['device'])
     subjects = (d['dataset'].astype(str) + '/' + d['subject'].astype(str)).to_numpy()[test]
     texts = [opts['texts'][i] for i in np.flatnonzero(keep)]
-    return zero_shot(audio_projections(m, X[test]), pool_proj[keep], texts, y[test], t,
+    audio, reports = audio_projections(m, X[test]), pool_proj[keep]
+    if opts.get('pool_audio') is not None:            # the fitted frame, from the index's own pairs only
+        fr = fit_frame(opts['pool_audio'][keep], reports)
+        audio, reports = fr.audio(audio), fr.text(reports)
+    return zero_shot(audio, reports, texts, y[test], t,
                      opts['descriptions'].get(t.id), opts['k'], embed, ids=d['id'][test].to_numpy(),
                      subjects=subjects, encoder=f'{name} (zero-shot)', n_boot=opts['n_boot'])
 
 # %% ../nbs/11_retrieval.ipynb #2a19fa1a
 def zero_shot_run(run, model:str='aligned', tasks=None, k:int=5, embedder=None, descriptions:dict|None=None,
-                  n_boot:int=1000, device=None)->tuple[list[ProbeResult], list[Skipped]]:
+                  n_boot:int=1000, device=None, frame:str='none')->tuple[list[ProbeResult], list[Skipped]]:
     "Zero-shot AUROC of the aligned model on a run's classification tasks; skipped ones with the reason."
     from acula.datasets import load_recordings
     run, m = RunDir(run, create=False), aligned_model(run, model)
@@ -317,6 +367,10 @@ def zero_shot_run(run, model:str='aligned', tasks=None, k:int=5, embedder=None, 
     proj, embed = text_projections(run, m, texts), text_embedder(embedder)
     opts = dict(texts=texts, descriptions=descriptions or {}, k=k, n_boot=n_boot,
                 device=str(get_device(device)))
+    if frame not in FRAMES: raise ConfigError(f"frame must be one of {FRAMES}, got {frame!r}")
+    if frame == 'procrustes':
+        X = cached_features(run, model, m.encoder, None, pool.reset_index(drop=True), device=opts['device'])
+        opts['pool_audio'] = audio_projections(m, X)
     todo = tasks or [t for t, v in TASKS.items() if v.kind != 'regression']
     results, skipped, ids = [], [], list(pool['id'])
     for tid in todo:
@@ -345,12 +399,13 @@ def acula_zeroshot(run:str, # the run folder
                    embedder:str='', # text embedder: '' for the bundled MiniLM, or a model id / folder
                    descriptions:str='', # a JSON file: task id -> one text per class (overrides the defaults)
                    n_boot:int=1000, device:str='auto',
+                   frame:str='none', # 'none': plain cosine (the paper); 'procrustes': the fitted frame
                   ):
     "Zero-shot classification of a run's test clips through retrieved reports; tables in eval/."
     todo = None if tasks.strip() in ('', 'all') else [t.strip() for t in tasks.split(',') if t.strip()]
     desc = _read_descriptions(descriptions)
-    results, skipped = zero_shot_run(run, model, todo, k, embedder or None, desc, n_boot, device)
-    paths = write_tables(run, results, skipped, name='zeroshot')
+    results, skipped = zero_shot_run(run, model, todo, k, embedder or None, desc, n_boot, device, frame)
+    paths = write_tables(run, results, skipped, name='zeroshot' + ('' if frame == 'none' else f'_{frame}'))
     return paths['md'].read_text() + f"\nTables: {paths['csv']}, {paths['md']}"
 
 # %% ../nbs/11_retrieval.ipynb #fbb6022c

@@ -31,9 +31,9 @@ __all__ = ['SYNTH_VERSION', 'SYNTH_MODALITIES', 'DEFAULT_MIX', 'EQUIPMENT', 'LUN
            'melstat_features', 'auroc_half_width', 'melstat_evidence', 'calibration']
 
 # %% ../nbs/04_synth.ipynb #f6d07f88
-SYNTH_VERSION = 1  # bump when the generator's output changes: a run folder made by another version is not reused
+SYNTH_VERSION = 2  # bump when the generator's output changes: a run folder made by another version is not reused
 SYNTH_MODALITIES = ('lung', 'heart', 'cough', 'breath')
-DEFAULT_MIX = {'lung': 0.4, 'heart': 0.3, 'cough': 0.15, 'breath': 0.15}
+DEFAULT_MIX = {'lung': 0.35, 'heart': 0.3, 'cough': 0.25, 'breath': 0.1}   # v2; v1 was 0.4/0.3/0.15/0.15
 
 # %% ../nbs/04_synth.ipynb #d5799227
 def fast_len(n:int)->int:
@@ -614,7 +614,7 @@ class CoughStatus(NamedTuple):
 COUGH_STATUS = {
     'healthy': CoughStatus(.5, .08, .04, .65, (0.7, 1.1), (2000, 4500), (-2.5, 1)),
     'symptomatic': CoughStatus(.2, .3, .3, .5, (0.9, 1.4), (2500, 6000), (-2, 2)),
-    'COVID-19': CoughStatus(.3, .15, .5, .3, (1.0, 1.6), (4000, 7500), (-0.5, 3))}
+    'COVID-19': CoughStatus(.3, .15, .5, .3, (1.0, 1.6), (3000, 6500), (-1.5, 2.5))}   # v2: see Calibration
 
 # %% ../nbs/04_synth.ipynb #ecd4a017
 def cough_subject(rng:np.random.Generator)->dict:
