@@ -110,9 +110,9 @@ def input_spec(self:AudioEncoder)->dict:
     if self.input_kind == 'waveform':
         return dict(kind='waveform', shape='(B, N)', sample_rate=self.sample_rate)
     if self.input_kind == 'fbank':
-        return dict(kind='fbank', shape=f'(B, T, {self.n_mels})', n_mels=self.n_mels, min_frames=self.min_frames,
-                    max_frames=self.max_frames, sample_rate=self.sample_rate,
-                    values="AudioMAE's normalised Kaldi fbank (acula.encoders.audiomae_fbank); or (B, N) waveforms")
+        return dict(kind='fbank', shape=f'(B, T, {self.n_mels})', n_mels=self.n_mels,
+                    min_frames=self.min_frames, max_frames=self.max_frames, sample_rate=self.sample_rate,
+                    values="AudioMAE's Kaldi fbank (acula.encoders.audiomae_fbank), or (B, N) waveforms")
     return dict(kind='logmel', shape=f'(B, T, {self.n_mels})', n_mels=self.n_mels, min_frames=self.min_frames,
                 max_frames=self.max_frames, sample_rate=self.sample_rate,
                 values='[0, 1] (acula.audio.LogMel)')
@@ -730,7 +730,7 @@ def _refused_globals(path:Path)->list:
 
 # %% ../nbs/06_encoders.ipynb #37831c3a
 def read_checkpoint(path, trust:bool=False,
-                    allow:tuple=(), # further classes the weights-only load may build (e.g. argparse.Namespace)
+                    allow:tuple=(), # more classes the weights-only load may build (e.g. argparse.Namespace)
                    )->dict:
     "Load a torch/Lightning checkpoint on CPU, weights-only (plus Lightning's `AttributeDict` and `allow`)."
     path = Path(path)
@@ -1107,8 +1107,8 @@ def load_opera_gt(checkpoint=None, # a Lightning .ckpt (or AudioMAE's .pth); Non
     ck = checkpoint if checkpoint is not None else (hub_file and local_hub(OPERA_HUB, hub_file))
     if not ck:
         mae = " or AudioMAE's official pretrained.pth" if config == 'audiomae_vitb' else ''
-        none = (f"No official file is on the hub for this layout; give a Lightning .ckpt of the {config} preset"
-                f"{mae} (`checkpoint=`).")
+        none = (f"No official file is on the hub for this layout; give a Lightning .ckpt of the {config} "
+                f"preset{mae} (`checkpoint=`).")
         random_init(f'OPERA-GT ({config})', hub=(OPERA_HUB, hub_file) if hub_file else None,
                     where=None if hub_file else none)
     model = OperaGT(config, **kw)
@@ -1185,10 +1185,11 @@ def fbank_frames(n_samples:int)->int:
 # %% ../nbs/06_encoders.ipynb #7fd497f1
 def audiomae_fbank(wav:torch.Tensor, # (B, N) 16 kHz waveforms, N ≥ 400
                   )->torch.Tensor:
-    "AudioMAE's input `(B, T, 128)`: the Kaldi fbank of each mean-removed clip, normalised as in pre-training."
+    "AudioMAE's input `(B, T, 128)`: Kaldi fbank of each mean-removed clip, normalised as in pre-training."
     c, wav = AUDIOMAE_FBANK, torch.as_tensor(wav).float()
     if wav.ndim != 2 or wav.shape[1] < c['win']:
-        raise ConfigError(f"audiomae_fbank takes (B, N ≥ {c['win']}) 16 kHz waveforms, got {tuple(wav.shape)}")
+        raise ConfigError(f"audiomae_fbank takes (B, N ≥ {c['win']}) 16 kHz waveforms, "
+                          f"got {tuple(wav.shape)}")
     x = (wav - wav.mean(1, keepdim=True)).unfold(1, c['win'], c['hop'])  # (B, T, 400)
     x = x - x.mean(-1, keepdim=True)                                       # each frame's DC offset
     x = x - c['preemph'] * torch.cat([x[..., :1], x[..., :-1]], -1)        # pre-emphasis
@@ -1206,7 +1207,8 @@ def audiomae_state_dict(path)->dict:
     sd = ck.get('model') if isinstance(ck, dict) else None
     if not isinstance(sd, dict):
         top = _listing(ck.keys()) if isinstance(ck, dict) else type(ck).__name__
-        raise CheckpointError(f"no 'model' entry, so not an AudioMAE checkpoint (top-level keys: {top})", path)
+        raise CheckpointError(f"no 'model' entry, so not an AudioMAE checkpoint (top-level keys: {top})",
+                              path)
     bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
     if bad: raise CheckpointError(f"'model' entries that are not tensors: {_listing(bad)}", path)
     return sd

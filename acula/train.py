@@ -201,7 +201,7 @@ class TrainData:
     text_rows:np.ndarray|None = None
     text:np.ndarray|None = None
     teacher_id:str|None = None
-    kind:str = 'logmel'              # `mels`: 'logmel' (N, V, T, 64), 'fbank' (N, V, T, 128), 'waveform' (N, V, S)
+    kind:str = 'logmel'              # `mels`: 'logmel' (N,V,T,64), 'fbank' (N,V,T,128), 'waveform' (N,V,S)
     def __len__(self): return len(self.ids)
     @property
     def text_dim(self)->int|None: return None if self.text is None else int(self.text.shape[1])
@@ -265,7 +265,7 @@ def fbank_settings(n_samples:int=TRAIN_SAMPLES, augment:bool=True, crop:str='sta
             'front_end': 'acula.encoders.audiomae_fbank', 'fbank': dict(AUDIOMAE_FBANK)}
 
 class FbankCache(MelCache):
-    "AudioMAE's fbanks `(N, V, T, 128)` of a run's recordings (and their augmented variants), memory-mapped fp16."
+    "AudioMAE's fbanks `(N, V, T, 128)` of a run's recordings (and augmented variants), memory-mapped fp16."
     stem, what = 'fbank', 'AudioMAE fbanks'
     def _front_end(self, device): return None
     def _compute(self, waves:torch.Tensor, front)->torch.Tensor:
@@ -280,7 +280,7 @@ INPUT_CACHES = {'logmel': (MelCache, mel_settings, 'the spectrogram cache'),
 def prepare_data(cfg:TrainConfig, run, # the settings and the run folder
                  world:int=1, is_main:bool=True, wait=None, # processes, whether this is the main one, a barrier
                  show_progress:bool=True,
-                 kind:str='logmel', # the encoder's input: 'logmel', 'fbank' or 'waveform' (`input_spec['kind']`)
+                 kind:str='logmel', # the encoder's `input_spec['kind']`: 'logmel', 'fbank', 'waveform'
                 )->TrainData:
     "Check the run's inputs, build (or reuse) the caches; the training rows."
     if kind not in INPUT_CACHES:
