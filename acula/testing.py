@@ -162,12 +162,12 @@ def _minilm():
     return LanguageTeacher()
 
 # %% ../nbs/00a_testing.ipynb #db403972
-def tiny_run(folder, n:int=16, seed:int=0, teacher=None)->RunDir:
-    "A run folder: `n` synthetic clips, their template reports and the teacher's embeddings of them."
+def tiny_run(folder, n:int=16, seed:int=0, teacher=None, mix:dict|None=None)->RunDir:
+    "A run folder: `n` synthetic clips (`mix`: share per modality), their template reports and their embeddings."
     from acula.synth import make_corpus
     from acula.reports import write_reports
     from acula.teachers import cache_reports
-    make_corpus(folder, n, seed=seed)
+    make_corpus(folder, n, seed=seed, mix=mix)
     run = RunDir(folder)
     write_reports(run, 'template', show_progress=False)
     cache_reports(run, teacher or _minilm(), show_progress=False)
